@@ -1,0 +1,1 @@
+"""Simulation studies: config, design, seeds, runner, executors and the SQLite store."""

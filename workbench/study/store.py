@@ -1,0 +1,778 @@
+"""The study store: one SQLite database per study output folder.
+
+A study's output folder (default ``reports/<study name>/``) holds
+
+``study.db``
+    The SQLite database described below (plus ``study.db-wal`` / ``study.db-shm`` while it is
+    open: the database runs in WAL mode).
+``draws/c{condition:03d}-r{replication:04d}-{method}.nc``
+    Posterior draws of kept fits as NetCDF (an ArviZ ``DataTree`` with the groups
+    ``posterior``, ``sample_stats``, ...; open with ``xarray.open_datatree`` or
+    ``arviz.from_netcdf``). Which fits are kept is ``[output] keep_draws`` in the study
+    config: ``"first"`` (replication 0 of every condition, the default), ``"all"`` or
+    ``"none"``.
+
+Crash safety
+------------
+Only the main process writes. Every finished task is written in ONE transaction (all of its
+rows in every table below, or none of them), and a kept fit's NetCDF file is written to a
+temporary name and renamed into place *before* that transaction commits. A run killed with
+``kill -9`` therefore loses at most the tasks that were in flight: a task is either fully in
+the database or absent, and an absent task is simply run again on resume (an orphaned NetCDF
+file from the killed run is overwritten). ``PRAGMA synchronous=FULL`` makes each commit
+durable.
+
+Every row of the per-task tables is keyed by ``(condition_id, replication)``; the pair is the
+task's identity. Both numbers are stable for a given config: ``condition_id`` is the
+position of the condition in the expanded design, ``replication`` counts from 0. ``method``
+is the name of the method's table in the study config: ``"em"``, ``"bayes"`` or ``"advi"``.
+NaN values are stored as SQL ``NULL`` (SQLite has no NaN), which pandas reads back as NaN.
+
+Tables
+------
+``study``
+    ``key TEXT PRIMARY KEY, value TEXT`` - study metadata, one row per key:
+    ``name``; ``config_toml`` (the text of the TOML file as last run); ``config`` (the
+    validated, normalised config as JSON: seed, replications, methods, output options);
+    ``config_hash`` (SHA-256 of everything that changes results; a run with a different hash
+    refuses to write here); ``created_at`` / ``updated_at`` (ISO 8601 UTC); ``versions``
+    (JSON: python, workbench, numpy, scipy, scikit-learn, pymc, pytensor, arviz, nutpie,
+    numpyro, xarray, dask, distributed - as installed in the main process);
+    ``schema_version``.
+``conditions``
+    ``condition_id INTEGER PRIMARY KEY, label TEXT, scenario TEXT`` - one row per condition
+    of the design. ``label`` is ``Scenario.label()``; ``scenario`` is ``Scenario.to_dict()``
+    as JSON (every scenario field, so the condition can be rebuilt with
+    ``Scenario.from_dict``).
+``tasks``
+    ``condition_id, replication, seed, status, error, traceback, started_at, finished_at,
+    seconds, simulate_seconds, worker, kept`` - one row per FINISHED task (a missing row is
+    a task still to run). ``seed`` is the task's 63-bit integer seed (see
+    ``workbench.study.seeds``); ``status`` is ``'ok'`` when the simulation and every fit
+    succeeded and ``'failed'`` otherwise, in which case ``error`` / ``traceback`` hold the
+    first failure (``'ok'`` rows have NULLs there). ``seconds`` is the task's wall time on
+    its worker, ``worker`` is ``host:pid``, ``kept`` is 1 when the task's dataset, EM history
+    and posterior draws were kept (see ``keep_draws``).
+``fits``
+    ``condition_id, replication, method, status, error, traceback, fit_seconds`` - one row
+    per method per task (absent when the simulation itself failed). ``status`` is ``'ok'`` or
+    ``'failed'``; a failed fit has no rows in the tables below.
+``metrics``
+    ``condition_id, replication, method, metric, value REAL`` - the metrics of one fit, as
+    computed by ``workbench.metrics`` (``FitScore.metrics``), e.g. log-likelihoods, held-out
+    log predictive density, ARI, run time.
+``estimates``
+    ``condition_id, replication, method, parameter, kind, truth, estimate, sd`` - one row per
+    scalar parameter after aligning the fit to the truth (``FitScore.estimates``).
+    ``parameter`` names the scalar (e.g. ``weight[0]``, ``mean[1,0]``, ``cov[0,1,1]``),
+    ``kind`` its type (e.g. ``weight``, ``mean``, ``covariance``); ``sd`` is the posterior SD
+    for Bayesian methods and NULL for EM.
+``intervals``
+    ``condition_id, replication, method, parameter, interval, level, lower, upper, covered`` -
+    credible intervals of Bayesian fits. ``interval`` is the interval kind (``central`` or
+    ``hdi``), ``level`` e.g. 0.95 (from ``[output] levels``), ``covered`` is 1 when the
+    interval contains the truth, else 0.
+``diagnostics``
+    ``condition_id, replication, method, key, value`` - per-fit diagnostics; ``value`` keeps
+    its SQLite type (REAL, INTEGER or TEXT). Bayesian fits: ``max_r_hat``, ``min_ess_bulk``,
+    ``min_ess_tail``, ``n_divergences``, ``n_max_treedepth``, ``label_switching`` (0/1),
+    ``sampler``, ``started_at_em`` (0/1), ``sampling_seconds``, ``compile_seconds``. EM:
+    ``converged`` (0/1), ``n_iter``, ``lower_bound``, ``n_init``.
+``em_traces``
+    ``condition_id, replication, method, iteration, lower_bound`` - the EM lower bound (mean
+    log-likelihood per sample) at each iteration of the best start (``lower_bounds_``), for
+    every EM fit. ``iteration`` counts from 1.
+``params``
+    ``condition_id, replication, role, weights, means, covariances`` - whole mixtures as
+    JSON arrays of shapes (K,), (K, d) and (K, d, d): ``role`` is ``'truth'`` or a method
+    name (EM: its estimate; Bayes/ADVI: the posterior mean). Every task stores its truth and
+    every successful fit its point estimate. The components of a fit are permuted to match
+    the truth's order (component k of a fit is aligned to true component k).
+``datasets``
+    ``condition_id, replication, data BLOB`` - for kept tasks only: the training data as an
+    ``.npz`` file with arrays ``X_train`` (n, d) and ``y_train`` (n,) (the true labels).
+    Read it with ``StudyStore.load_dataset``. Tasks that are not kept can regenerate their
+    data exactly from their seed with ``workbench.study.regenerate_dataset``.
+``em_history``
+    ``condition_id, replication, method, data BLOB`` - for kept EM fits: the per-iteration
+    snapshots of the best start (``history_``) as an ``.npz`` file with arrays
+    ``lower_bound`` (T,), ``weights`` (T, K), ``means`` (T, K, d) and ``covariances``
+    (T, K, d, d); snapshot 0 is the initialisation. Components are in the fit's own order
+    (the history is not aligned to the truth). Read it with ``StudyStore.load_em_history``.
+``draws``
+    ``condition_id, replication, method, path`` - for kept Bayesian fits: the NetCDF file of
+    the posterior draws, relative to the output folder. Read it with
+    ``StudyStore.load_draws``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.mixture import MixtureParams
+
+__all__ = [
+    "DB_NAME",
+    "FitRecord",
+    "StoreMismatchError",
+    "StudyStore",
+    "TaskRecord",
+    "package_versions",
+]
+
+DB_NAME = "study.db"
+DRAWS_DIR = "draws"
+LOCK_NAME = ".study.lock"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS study (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conditions (
+    condition_id INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    scenario TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    condition_id INTEGER NOT NULL REFERENCES conditions (condition_id),
+    replication INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    error TEXT,
+    traceback TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    simulate_seconds REAL,
+    worker TEXT NOT NULL,
+    kept INTEGER NOT NULL,
+    PRIMARY KEY (condition_id, replication)
+);
+CREATE TABLE IF NOT EXISTS fits (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    error TEXT,
+    traceback TEXT,
+    fit_seconds REAL,
+    PRIMARY KEY (condition_id, replication, method)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (condition_id, replication, method, metric)
+);
+CREATE TABLE IF NOT EXISTS estimates (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    parameter TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    truth REAL,
+    estimate REAL,
+    sd REAL,
+    PRIMARY KEY (condition_id, replication, method, parameter)
+);
+CREATE TABLE IF NOT EXISTS intervals (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    parameter TEXT NOT NULL,
+    interval TEXT NOT NULL,
+    level REAL NOT NULL,
+    lower REAL,
+    upper REAL,
+    covered INTEGER,
+    PRIMARY KEY (condition_id, replication, method, parameter, interval, level)
+);
+CREATE TABLE IF NOT EXISTS diagnostics (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value,
+    PRIMARY KEY (condition_id, replication, method, key)
+);
+CREATE TABLE IF NOT EXISTS em_traces (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    lower_bound REAL,
+    PRIMARY KEY (condition_id, replication, method, iteration)
+);
+CREATE TABLE IF NOT EXISTS params (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    weights TEXT NOT NULL,
+    means TEXT NOT NULL,
+    covariances TEXT NOT NULL,
+    PRIMARY KEY (condition_id, replication, role)
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (condition_id, replication)
+);
+CREATE TABLE IF NOT EXISTS em_history (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (condition_id, replication, method)
+);
+CREATE TABLE IF NOT EXISTS draws (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (condition_id, replication, method)
+);
+"""
+
+#: Tables keyed by task, in the order a task's rows are written.
+TASK_TABLES: tuple[str, ...] = (
+    "tasks",
+    "fits",
+    "metrics",
+    "estimates",
+    "intervals",
+    "diagnostics",
+    "em_traces",
+    "params",
+    "datasets",
+    "em_history",
+    "draws",
+)
+
+_VERSIONED_PACKAGES = (
+    "workbench",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "pymc",
+    "pytensor",
+    "arviz",
+    "nutpie",
+    "numpyro",
+    "xarray",
+    "dask",
+    "distributed",
+)
+
+
+class StoreMismatchError(ValueError):
+    """The output folder holds results of a different study configuration."""
+
+
+@dataclass
+class FitRecord:
+    """Everything stored about one method's fit of one task.
+
+    Attributes
+    ----------
+    method : str
+        ``"em"``, ``"bayes"`` or ``"advi"``.
+    status : {'ok', 'failed'}
+    error, traceback : str or None
+        Set when ``status == 'failed'``.
+    fit_seconds : float or None
+    metrics : dict of str to float
+    estimates : list of (parameter, kind, truth, estimate, sd) tuples
+    intervals : list of (parameter, interval, level, lower, upper, covered) tuples
+    diagnostics : dict of str to float, int or str
+    em_trace : ndarray of shape (n_iter,) or None
+        EM lower bound per iteration.
+    em_history : dict of str to ndarray or None
+        ``lower_bound`` (T,), ``weights`` (T, K), ``means`` (T, K, d),
+        ``covariances`` (T, K, d, d); only for kept EM fits.
+    params : MixtureParams or None
+        The point estimate aligned to the truth (EM estimate or posterior mean).
+    draws : xarray.DataTree or None
+        Posterior draws, only for kept Bayesian fits.
+    """
+
+    method: str
+    status: str
+    error: str | None = None
+    traceback: str | None = None
+    fit_seconds: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    estimates: list[tuple[str, str, float, float, float | None]] = field(default_factory=list)
+    intervals: list[tuple[str, str, float, float, float, bool]] = field(default_factory=list)
+    diagnostics: dict[str, float | int | str] = field(default_factory=dict)
+    em_trace: np.ndarray | None = None
+    em_history: dict[str, np.ndarray] | None = None
+    params: MixtureParams | None = None
+    draws: Any = None
+
+
+@dataclass
+class TaskRecord:
+    """Everything stored about one finished task (a condition x replication).
+
+    Attributes
+    ----------
+    condition_id, replication, seed : int
+    status : {'ok', 'failed'}
+    error, traceback : str or None
+        The first failure (of the simulation or of a fit).
+    started_at, finished_at : str
+        ISO 8601 UTC.
+    seconds : float
+        Wall time of the whole task on its worker.
+    simulate_seconds : float or None
+    worker : str
+        ``host:pid`` of the process that ran the task.
+    truth : MixtureParams or None
+        None when the simulation failed.
+    dataset : tuple of (ndarray of shape (n, d), ndarray of shape (n,)) or None
+        Training data and true labels, only for kept tasks.
+    kept : bool
+    fits : list of FitRecord
+    """
+
+    condition_id: int
+    replication: int
+    seed: int
+    status: str
+    started_at: str
+    finished_at: str
+    seconds: float
+    worker: str
+    error: str | None = None
+    traceback: str | None = None
+    simulate_seconds: float | None = None
+    truth: MixtureParams | None = None
+    dataset: tuple[np.ndarray, np.ndarray] | None = None
+    kept: bool = False
+    fits: list[FitRecord] = field(default_factory=list)
+
+    @property
+    def n_errors(self) -> int:
+        """Number of failures in this task: failed fits, or 1 if the simulation failed."""
+        if self.truth is None:
+            return 1
+        return sum(fit.status == "failed" for fit in self.fits)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of Python and the packages that shape results."""
+    import platform
+
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _real(value: Any) -> float | None:
+    """A Python float for SQLite, with NaN and None as NULL."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _scalar(value: Any) -> float | int | str | None:
+    """A diagnostic value as the SQLite type that keeps its meaning."""
+    if isinstance(value, str) or value is None:
+        return value
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    return _real(value)
+
+
+def _npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buffer.getvalue()
+
+
+def _unnpz(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob)) as data:
+        return {name: data[name] for name in data.files}
+
+
+def draws_relpath(condition_id: int, replication: int, method: str) -> str:
+    """Path of a fit's NetCDF draws, relative to the output folder."""
+    return f"{DRAWS_DIR}/c{condition_id:03d}-r{replication:04d}-{method}.nc"
+
+
+class StudyStore:
+    """Read and write a study's SQLite database.
+
+    Parameters
+    ----------
+    directory : path-like
+        The study's output folder; the database is ``directory / "study.db"``.
+
+    Notes
+    -----
+    Opening never creates anything; use :meth:`create` (or :meth:`open_for_run`) to start a
+    new store. Readers may open the store while a run writes to it (WAL mode).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / DB_NAME
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no study results in {self.directory}: {self.path} is missing")
+        self._conn = self._connect(self.path)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        # autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), one per task
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    @classmethod
+    def create(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        name: str,
+        config_toml: str,
+        config: Mapping[str, Any],
+        config_hash: str,
+        conditions: Sequence[tuple[str, Mapping[str, Any]]],
+    ) -> StudyStore:
+        """Create a new, empty store and record the study's metadata and conditions.
+
+        Parameters
+        ----------
+        directory : path-like
+            Output folder (created if missing). Must not hold a store yet.
+        name : str
+        config_toml : str
+            Text of the study's TOML file.
+        config : mapping
+            The normalised config (JSON-serialisable).
+        config_hash : str
+        conditions : sequence of (label, scenario dict)
+            In condition-id order.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / DB_NAME
+        if path.exists():
+            raise FileExistsError(f"{path} already exists")
+        conn = cls._connect(path)
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        now = _now()
+        meta = {
+            "name": name,
+            "config_toml": config_toml,
+            "config": json.dumps(config, sort_keys=True),
+            "config_hash": config_hash,
+            "created_at": now,
+            "updated_at": now,
+            "versions": json.dumps(package_versions(), sort_keys=True),
+            "schema_version": str(SCHEMA_VERSION),
+        }
+        conn.executemany("INSERT INTO study (key, value) VALUES (?, ?)", meta.items())
+        conn.executemany(
+            "INSERT INTO conditions (condition_id, label, scenario) VALUES (?, ?, ?)",
+            [
+                (i, label, json.dumps(scenario, sort_keys=True))
+                for i, (label, scenario) in enumerate(conditions)
+            ],
+        )
+        conn.execute("COMMIT")
+        conn.close()
+        return cls(directory)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._conn.close()
+
+    def __enter__(self) -> StudyStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ metadata
+    def metadata(self) -> dict[str, str]:
+        """The ``study`` table as a dict (values are strings; ``config`` and ``versions``
+        are JSON)."""
+        return dict(self._conn.execute("SELECT key, value FROM study").fetchall())
+
+    @property
+    def config_hash(self) -> str:
+        return self.metadata()["config_hash"]
+
+    def config(self) -> dict[str, Any]:
+        """The normalised study config stored at the last run."""
+        return json.loads(self.metadata()["config"])
+
+    def update_metadata(self, *, config_toml: str, config: Mapping[str, Any]) -> None:
+        """Record the config text of a resumed run (same hash, e.g. more replications)."""
+        rows = {
+            "config_toml": config_toml,
+            "config": json.dumps(config, sort_keys=True),
+            "updated_at": _now(),
+            "versions": json.dumps(package_versions(), sort_keys=True),
+        }
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.executemany(
+            "UPDATE study SET value = ? WHERE key = ?", [(v, k) for k, v in rows.items()]
+        )
+        self._conn.execute("COMMIT")
+
+    def conditions(self) -> pd.DataFrame:
+        """``condition_id``, ``label`` and ``scenario`` (a dict) per condition."""
+        frame = self.table("conditions")
+        frame["scenario"] = frame["scenario"].map(json.loads)
+        return frame
+
+    # ------------------------------------------------------------------ reading
+    def table(self, name: str) -> pd.DataFrame:
+        """A whole table as a DataFrame (see the module docstring for the tables)."""
+        if name not in ("study", "conditions", *TASK_TABLES):
+            raise ValueError(
+                f"unknown table {name!r}; tables are: study, conditions, {', '.join(TASK_TABLES)}"
+            )
+        return pd.read_sql_query(f"SELECT * FROM {name}", self._conn)  # noqa: S608
+
+    def finished_tasks(self) -> dict[tuple[int, int], str]:
+        """Status (``'ok'`` / ``'failed'``) of every stored task, keyed by
+        ``(condition_id, replication)``."""
+        rows = self._conn.execute("SELECT condition_id, replication, status FROM tasks")
+        return {(c, r): s for c, r, s in rows}
+
+    def load_params(self, condition_id: int, replication: int) -> dict[str, MixtureParams]:
+        """Stored mixtures of one task keyed by role (``'truth'`` and each method)."""
+        rows = self._conn.execute(
+            "SELECT role, weights, means, covariances FROM params "
+            "WHERE condition_id = ? AND replication = ?",
+            (condition_id, replication),
+        )
+        return {
+            role: MixtureParams(json.loads(w), json.loads(m), json.loads(c))
+            for role, w, m, c in rows
+        }
+
+    def load_dataset(self, condition_id: int, replication: int) -> dict[str, np.ndarray]:
+        """Kept training data: ``X_train`` (n, d) and ``y_train`` (n,)."""
+        row = self._conn.execute(
+            "SELECT data FROM datasets WHERE condition_id = ? AND replication = ?",
+            (condition_id, replication),
+        ).fetchone()
+        if row is None:
+            raise KeyError(
+                f"no kept dataset for condition {condition_id}, replication {replication}"
+            )
+        return _unnpz(row[0])
+
+    def load_em_history(
+        self, condition_id: int, replication: int, method: str = "em"
+    ) -> dict[str, np.ndarray]:
+        """Kept EM snapshots: ``lower_bound`` (T,), ``weights`` (T, K), ``means`` (T, K, d),
+        ``covariances`` (T, K, d, d)."""
+        row = self._conn.execute(
+            "SELECT data FROM em_history WHERE condition_id = ? AND replication = ? AND method = ?",
+            (condition_id, replication, method),
+        ).fetchone()
+        if row is None:
+            raise KeyError(
+                f"no EM history for condition {condition_id}, replication {replication}, {method}"
+            )
+        return _unnpz(row[0])
+
+    def load_draws(self, condition_id: int, replication: int, method: str) -> Any:
+        """Kept posterior draws of one fit as an ``xarray.DataTree``."""
+        import xarray as xr
+
+        row = self._conn.execute(
+            "SELECT path FROM draws WHERE condition_id = ? AND replication = ? AND method = ?",
+            (condition_id, replication, method),
+        ).fetchone()
+        if row is None:
+            raise KeyError(
+                f"no kept draws for condition {condition_id}, replication {replication}, {method}"
+            )
+        return xr.load_datatree(self.directory / row[0])
+
+    # ------------------------------------------------------------------ writing
+    def write_task(self, record: TaskRecord) -> None:
+        """Store one finished task atomically (all of its rows, or none).
+
+        Kept posterior draws are written to NetCDF first (temporary name, then renamed), so a
+        committed ``draws`` row always points to a complete file.
+        """
+        key = (record.condition_id, record.replication)
+        draw_rows = []
+        for fit in record.fits:
+            if fit.draws is not None:
+                rel = draws_relpath(*key, fit.method)
+                target = self.directory / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_suffix(f".tmp{os.getpid()}")
+                fit.draws.to_netcdf(tmp)
+                os.replace(tmp, target)
+                draw_rows.append((*key, fit.method, rel))
+
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO tasks (condition_id, replication, seed, status, error, traceback, "
+                "started_at, finished_at, seconds, simulate_seconds, worker, kept) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *key,
+                    int(record.seed),
+                    record.status,
+                    record.error,
+                    record.traceback,
+                    record.started_at,
+                    record.finished_at,
+                    float(record.seconds),
+                    _real(record.simulate_seconds),
+                    record.worker,
+                    int(record.kept),
+                ),
+            )
+            if record.truth is not None:
+                conn.execute(
+                    "INSERT INTO params VALUES (?, ?, 'truth', ?, ?, ?)",
+                    (*key, *_params_json(record.truth)),
+                )
+            if record.dataset is not None:
+                X, y = record.dataset
+                conn.execute(
+                    "INSERT INTO datasets VALUES (?, ?, ?)",
+                    (*key, _npz({"X_train": X, "y_train": y})),
+                )
+            for fit in record.fits:
+                self._insert_fit(key, fit)
+            conn.executemany("INSERT INTO draws VALUES (?, ?, ?, ?)", draw_rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _insert_fit(self, key: tuple[int, int], fit: FitRecord) -> None:
+        conn = self._conn
+        m = fit.method
+        conn.execute(
+            "INSERT INTO fits VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (*key, m, fit.status, fit.error, fit.traceback, _real(fit.fit_seconds)),
+        )
+        conn.executemany(
+            "INSERT INTO metrics VALUES (?, ?, ?, ?, ?)",
+            [(*key, m, name, _real(value)) for name, value in fit.metrics.items()],
+        )
+        conn.executemany(
+            "INSERT INTO estimates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (*key, m, parameter, kind, _real(truth), _real(estimate), _real(sd))
+                for parameter, kind, truth, estimate, sd in fit.estimates
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO intervals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (*key, m, parameter, interval, float(level), _real(lo), _real(hi), int(covered))
+                for parameter, interval, level, lo, hi, covered in fit.intervals
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO diagnostics VALUES (?, ?, ?, ?, ?)",
+            [(*key, m, name, _scalar(value)) for name, value in fit.diagnostics.items()],
+        )
+        if fit.em_trace is not None:
+            conn.executemany(
+                "INSERT INTO em_traces VALUES (?, ?, ?, ?, ?)",
+                [(*key, m, i + 1, _real(lb)) for i, lb in enumerate(fit.em_trace)],
+            )
+        if fit.params is not None:
+            conn.execute(
+                "INSERT INTO params VALUES (?, ?, ?, ?, ?, ?)", (*key, m, *_params_json(fit.params))
+            )
+        if fit.em_history is not None:
+            conn.execute(
+                "INSERT INTO em_history VALUES (?, ?, ?, ?)", (*key, m, _npz(fit.em_history))
+            )
+
+    def delete_tasks(self, keys: Sequence[tuple[int, int]]) -> None:
+        """Remove every row of the given tasks (used to rerun failed tasks)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        for table in TASK_TABLES:
+            self._conn.executemany(
+                f"DELETE FROM {table} WHERE condition_id = ? AND replication = ?",  # noqa: S608
+                keys,
+            )
+        self._conn.execute("COMMIT")
+
+
+def _params_json(params: MixtureParams) -> tuple[str, str, str]:
+    return (
+        json.dumps(params.weights.tolist()),
+        json.dumps(params.means.tolist()),
+        json.dumps(params.covariances.tolist()),
+    )
+
+
+@contextmanager
+def run_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the output folder for the duration of a run.
+
+    The operating system releases it when the process dies, even by ``kill -9``.
+
+    Raises
+    ------
+    ValueError
+        If another run holds the lock.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_NAME, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"another workbench run is writing to {directory}; wait for it to finish "
+                "or use a different --output folder"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
