@@ -1,0 +1,531 @@
+"""Scenarios with known ground truth, and the datasets they generate.
+
+A :class:`Scenario` is one data-generating mechanism of a simulation study. :func:`simulate`
+turns a scenario and a seed into a :class:`Dataset`: training and held-out data, the true
+labels and the true mixture parameters.
+
+How the truth is built
+----------------------
+1. **Weights.** ``"balanced"``: ``w_k = 1/K``. ``"imbalanced"``: ``w_k`` proportional to
+   ``2**-k`` (``k = 0..K-1``), so each component is half as large as the one before
+   (``K=3``: 4/7, 2/7, 1/7). An explicit tuple is used as given.
+2. **Covariances.** Each component gets a volume ``v_k`` (the geometric mean of its
+   eigenvalues), drawn log-uniformly from ``[1/2, 2]``. ``"spherical"``: ``v_k I``.
+   ``"diag"`` and ``"full"``: eigenvalues ``v_k * kappa**t`` with ``t`` evenly spaced in
+   ``[-1/2, 1/2]``, so the largest over the smallest is exactly ``condition_number``
+   (``kappa``). ``"diag"`` shuffles them along the axes; ``"full"`` turns them by a random
+   (Haar) rotation.
+3. **Means.** Raw means are drawn from ``N(0, I)`` and centred, then multiplied by one scale
+   factor, found by bisection, so that the average pairwise overlap equals ``overlap``.
+
+Overlap (MixSim, Melnykov, Chen & Maitra 2012)
+----------------------------------------------
+The misclassification probability of component ``i`` into ``j`` is
+``omega_{j|i} = P(w_i phi(X; mu_i, Sigma_i) < w_j phi(X; mu_j, Sigma_j))`` with
+``X ~ N(mu_i, Sigma_i)``. The pairwise overlap is ``omega_ij = omega_{j|i} + omega_{i|j}``,
+and the *average overlap* (MixSim's ``BarOmega``) is the mean of ``omega_ij`` over the
+``K(K-1)/2`` pairs. MixSim computes each ``omega_{j|i}`` exactly with Davies' algorithm; here
+it is a Monte Carlo estimate with ``OVERLAP_DRAWS`` standard normal draws from the fixed seed
+``OVERLAP_SEED``, so the overlap is a deterministic function of the parameters. The same
+draws are used for every scale factor (common random numbers), which makes the estimated
+overlap a step function of the scale that bisection solves to within one step. The Monte
+Carlo standard error of one ``omega_{j|i}`` near 0.01 is about ``3e-4``;
+``OVERLAP_RTOL`` states the tolerance the test suite checks against an independent
+estimate.
+
+Misspecification
+----------------
+The true parameters are always those of a Gaussian mixture: the *moment-matched* one.
+Every non-Gaussian component has exactly the mean ``mu_k`` and covariance ``Sigma_k`` of
+the truth, so a Gaussian fit has a well-defined target.
+
+* ``"student_t"``: multivariate t with ``df`` degrees of freedom and scale
+  ``Sigma_k (df - 2) / df`` (so ``df > 2``).
+* ``"skew"``: ``mu_k + Q_k Lambda_k^{1/2} V``, where ``Sigma_k = Q_k Lambda_k Q_k^T`` and the
+  coordinates of ``V`` are independent skew-normal variables with shape ``skewness``
+  (Azzalini's alpha), standardised to mean 0 and variance 1. The skew runs along the
+  principal axes.
+* ``"outliers"``: a fraction ``outlier_fraction`` of each split (rounded to whole points) is
+  replaced by points uniform on the box ``min_k(mu_k - 4 sigma_k), max_k(mu_k + 4 sigma_k)``
+  per coordinate (``sigma_k`` the marginal standard deviations), labelled ``-1``. The
+  truth is the mixture of the inlier components.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from workbench.mixture import MixtureParams
+
+__all__ = [
+    "COVARIANCE_STRUCTURES",
+    "MISSPECIFICATIONS",
+    "OVERLAP_DRAWS",
+    "OVERLAP_RTOL",
+    "OVERLAP_SEED",
+    "WEIGHT_SCHEMES",
+    "Dataset",
+    "Scenario",
+    "overlap_summary",
+    "pairwise_overlap",
+    "simulate",
+]
+
+WEIGHT_SCHEMES: tuple[str, ...] = ("balanced", "imbalanced")
+COVARIANCE_STRUCTURES: tuple[str, ...] = ("spherical", "diag", "full")
+MISSPECIFICATIONS: tuple[str, ...] = ("none", "student_t", "skew", "outliers")
+
+OVERLAP_DRAWS = 100_000
+OVERLAP_SEED = 20_120_101
+# Relative tolerance on the achieved average overlap, checked in the tests against an
+# independent estimate (different draws, sampled through workbench.mixture). About five
+# Monte Carlo standard errors of the estimate at overlap 0.01 with K=3.
+OVERLAP_RTOL = 0.1
+
+_VOLUME_RANGE = (0.5, 2.0)
+_OUTLIER_BOX_SDS = 4.0
+
+
+def _bad(key: str, value: object, allowed: str) -> ValueError:
+    return ValueError(f"scenario {key}={value!r} is not allowed; {key} must be {allowed}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One data-generating mechanism: sizes, weights, covariances, overlap, misspecification.
+
+    Attributes
+    ----------
+    n_components, n_features : int
+        ``K >= 2`` components in ``d >= 1`` dimensions.
+    n_train, n_test : int
+        Sizes of the training set and the held-out set.
+    weights : {'balanced', 'imbalanced'} or tuple of float
+        See the module docstring; an explicit tuple has ``K`` positive entries summing to 1.
+    covariance : {'spherical', 'diag', 'full'}
+    condition_number : float
+        Largest over smallest eigenvalue of each covariance, ``>= 1``. Must be 1 for
+        ``'spherical'`` and when ``d == 1``.
+    overlap : float
+        Target average pairwise overlap (MixSim's ``BarOmega``), in ``(0, 1)``.
+    misspecification : {'none', 'student_t', 'skew', 'outliers'}
+    df : float
+        Degrees of freedom of the Student-t components, ``> 2``.
+    skewness : float
+        Skew-normal shape parameter (alpha) of the skewed components.
+    outlier_fraction : float
+        Fraction of uniform outliers, in ``(0, 0.5)``.
+    truth_seed : int or None
+        If given, the true parameters come from this seed, so every replication of the
+        scenario shares one truth (a fixed estimand). If None, each replication's seed
+        draws its own truth.
+    """
+
+    n_components: int = 3
+    n_features: int = 2
+    n_train: int = 500
+    n_test: int = 1000
+    weights: str | tuple[float, ...] = "balanced"
+    covariance: str = "spherical"
+    condition_number: float = 1.0
+    overlap: float = 0.01
+    misspecification: str = "none"
+    df: float = 5.0
+    skewness: float = 4.0
+    outlier_fraction: float = 0.05
+    truth_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for key, low in (("n_components", 2), ("n_features", 1), ("n_train", 1), ("n_test", 1)):
+            value = getattr(self, key)
+            if not _is_int(value) or value < low:
+                raise _bad(key, value, f"an integer >= {low}")
+            object.__setattr__(self, key, int(value))
+        self._check_weights()
+        if self.covariance not in COVARIANCE_STRUCTURES:
+            raise _bad("covariance", self.covariance, f"one of {COVARIANCE_STRUCTURES}")
+        if self.misspecification not in MISSPECIFICATIONS:
+            raise _bad("misspecification", self.misspecification, f"one of {MISSPECIFICATIONS}")
+        reals = {
+            "condition_number": (lambda v: v >= 1, "a number >= 1"),
+            "overlap": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+            "df": (lambda v: v > 2, "a number > 2 (the t covariance must exist)"),
+            "skewness": (math.isfinite, "a finite number"),
+            "outlier_fraction": (lambda v: 0 < v < 0.5, "a number in (0, 0.5)"),
+        }
+        for key, (ok, allowed) in reals.items():
+            value = getattr(self, key)
+            if not _is_real(value) or not math.isfinite(value) or not ok(value):
+                raise _bad(key, value, allowed)
+            object.__setattr__(self, key, float(value))
+        if self.condition_number != 1 and (self.covariance == "spherical" or self.n_features == 1):
+            raise _bad(
+                "condition_number",
+                self.condition_number,
+                "1.0 for covariance='spherical' or n_features=1 (use 'diag' or 'full')",
+            )
+        if self.truth_seed is not None:
+            if not _is_int(self.truth_seed) or self.truth_seed < 0:
+                raise _bad("truth_seed", self.truth_seed, "None or a non-negative integer")
+            object.__setattr__(self, "truth_seed", int(self.truth_seed))
+
+    def _check_weights(self) -> None:
+        weights = self.weights
+        if isinstance(weights, str):
+            if weights not in WEIGHT_SCHEMES:
+                raise _bad("weights", weights, f"one of {WEIGHT_SCHEMES} or a tuple of floats")
+            return
+        allowed = f"{WEIGHT_SCHEMES[0]!r}, {WEIGHT_SCHEMES[1]!r} or {self.n_components} "
+        allowed += "positive numbers summing to 1"
+        if not isinstance(weights, list | tuple) or not all(_is_real(w) for w in weights):
+            raise _bad("weights", weights, allowed)
+        values = tuple(float(w) for w in weights)
+        if (
+            len(values) != self.n_components
+            or not all(w > 0 for w in values)
+            or not math.isclose(sum(values), 1.0, abs_tol=1e-8)
+        ):
+            raise _bad("weights", weights, allowed)
+        object.__setattr__(self, "weights", values)
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, object]) -> Scenario:
+        """Build a scenario from a mapping such as a parsed config file.
+
+        Raises
+        ------
+        ValueError
+            For an unknown key or a bad value; the message names the key, the value and
+            what is allowed.
+        """
+        known = [f.name for f in fields(cls)]
+        for key in mapping:
+            if key not in known:
+                raise ValueError(
+                    f"unknown scenario key {key!r} (value {mapping[key]!r}); "
+                    f"allowed keys are {', '.join(known)}"
+                )
+        return cls(**mapping)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-serialisable dict that round-trips through :meth:`from_dict`."""
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        if isinstance(self.weights, tuple):
+            out["weights"] = list(self.weights)
+        return out
+
+    def label(self) -> str:
+        """Short human-readable name, e.g. ``"K3 d2 n500 overlap0.01 spherical"``."""
+        parts = [
+            f"K{self.n_components}",
+            f"d{self.n_features}",
+            f"n{self.n_train}",
+            f"overlap{self.overlap:g}",
+            self.covariance,
+        ]
+        if self.condition_number != 1:
+            parts.append(f"cond{self.condition_number:g}")
+        if isinstance(self.weights, tuple):
+            parts.append("w(" + ",".join(f"{w:.3g}" for w in self.weights) + ")")
+        elif self.weights != "balanced":
+            parts.append(self.weights)
+        extra = {
+            "none": "",
+            "student_t": f"t(df={self.df:g})",
+            "skew": f"skew(alpha={self.skewness:g})",
+            "outliers": f"outliers{self.outlier_fraction:g}",
+        }[self.misspecification]
+        if extra:
+            parts.append(extra)
+        if self.truth_seed is not None:
+            parts.append(f"truth{self.truth_seed}")
+        return " ".join(parts)
+
+    def true_weights(self) -> np.ndarray:
+        """Mixture weights, shape (n_components,)."""
+        k = self.n_components
+        if self.weights == "balanced":
+            return np.full(k, 1.0 / k)
+        if self.weights == "imbalanced":
+            raw = 2.0 ** -np.arange(k)
+            return raw / raw.sum()
+        return np.asarray(self.weights, dtype=float)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Simulated training and test data with the truth that generated them.
+
+    Attributes
+    ----------
+    X_train : ndarray of shape (n_train, n_features)
+    y_train : ndarray of shape (n_train,)
+        True component of each point; ``-1`` marks an outlier.
+    X_test : ndarray of shape (n_test, n_features)
+    y_test : ndarray of shape (n_test,)
+    truth : MixtureParams
+        The (moment-matched) Gaussian mixture of the inlier components.
+    scenario : Scenario
+    average_overlap, max_overlap : float
+        Achieved average and largest pairwise overlap ``omega_ij`` of ``truth``.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    truth: MixtureParams
+    scenario: Scenario
+    average_overlap: float = field(default=math.nan)
+    max_overlap: float = field(default=math.nan)
+
+
+def _overlap_draws(n_features: int) -> np.ndarray:
+    return np.random.default_rng(OVERLAP_SEED).standard_normal((OVERLAP_DRAWS, n_features))
+
+
+def _misclassification_terms(
+    weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, z: np.ndarray
+):
+    """Per ordered pair ``(i, j)``, the terms of ``q0 c**2 + q1 c + q2 < t``.
+
+    With ``X = c mu_i + L_i z`` (``Sigma_i = L_i L_i^T``) and all means scaled by ``c``,
+    component ``i`` is misclassified into ``j`` exactly when that inequality holds (the
+    ``log w`` and ``log det`` terms are collected in ``t``).
+
+    Yields
+    ------
+    i, j : int
+    q2, q1 : ndarray of shape (n_draws,)
+    q0, t : float
+    """
+    chol = np.linalg.cholesky(covariances)
+    log_det = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
+    precisions = np.linalg.inv(covariances)
+    log_w = np.log(weights)
+    zz = np.einsum("md,md->m", z, z)
+    k = len(weights)
+    for i in range(k):
+        y = z @ chol[i].T
+        for j in range(k):
+            if i == j:
+                continue
+            delta = means[i] - means[j]
+            py = y @ precisions[j]
+            q2 = np.einsum("md,md->m", py, y) - zz
+            q1 = 2.0 * (py @ delta)
+            q0 = float(delta @ precisions[j] @ delta)
+            t = 2.0 * (log_w[j] - log_w[i]) + log_det[i] - log_det[j]
+            yield i, j, q2, q1, q0, t
+
+
+def pairwise_overlap(params: MixtureParams) -> np.ndarray:
+    """Misclassification probabilities ``omega_{j|i}`` (Monte Carlo, fixed internal seed).
+
+    Parameters
+    ----------
+    params : MixtureParams
+
+    Returns
+    -------
+    ndarray of shape (n_components, n_components)
+        Entry ``[i, j]`` is ``omega_{j|i}``, the probability that a draw from component
+        ``i`` has a larger weighted density under component ``j``; the diagonal is 0.
+    """
+    k = params.n_components
+    omega = np.zeros((k, k))
+    z = _overlap_draws(params.n_features)
+    for i, j, q2, q1, q0, t in _misclassification_terms(
+        params.weights, params.means, params.covariances, z
+    ):
+        omega[i, j] = np.mean(q0 + q1 + q2 < t)
+    return omega
+
+
+def overlap_summary(params: MixtureParams) -> tuple[float, float]:
+    """MixSim's average and maximum pairwise overlap ``omega_ij = omega_{j|i} + omega_{i|j}``.
+
+    Returns
+    -------
+    average : float
+        Mean of ``omega_ij`` over the ``K(K-1)/2`` pairs (``BarOmega``).
+    maximum : float
+        Largest ``omega_ij`` (``MaxOmega``).
+    """
+    omega = pairwise_overlap(params)
+    pairs = (omega + omega.T)[np.triu_indices(params.n_components, 1)]
+    return float(pairs.mean()), float(pairs.max())
+
+
+class _OverlapCurve:
+    """Average overlap as a function of the scale ``c`` of the means.
+
+    For each draw, misclassification happens for ``c`` inside an interval (a quadratic in
+    ``c`` with positive leading coefficient is negative), so the estimated overlap at any
+    ``c`` is a count of intervals containing it: two ``searchsorted`` calls.
+    """
+
+    def __init__(self, weights: np.ndarray, raw_means: np.ndarray, covariances: np.ndarray):
+        z = _overlap_draws(raw_means.shape[1])
+        lows, highs = [], []
+        for _, _, q2, q1, q0, t in _misclassification_terms(weights, raw_means, covariances, z):
+            disc = q1**2 - 4.0 * q0 * (q2 - t)
+            ok = disc > 0
+            root = np.sqrt(disc[ok])
+            low = np.maximum((-q1[ok] - root) / (2.0 * q0), 0.0)
+            high = (-q1[ok] + root) / (2.0 * q0)
+            keep = high > low
+            lows.append(low[keep])
+            highs.append(high[keep])
+        k = len(weights)
+        self._low = np.sort(np.concatenate(lows))
+        self._high = np.sort(np.concatenate(highs))
+        self._norm = len(z) * k * (k - 1) / 2
+
+    def __call__(self, scale: float) -> float:
+        inside = np.searchsorted(self._low, scale, side="left") - np.searchsorted(
+            self._high, scale, side="left"
+        )
+        return float(inside / self._norm)
+
+
+def _scale_for_overlap(
+    weights: np.ndarray, raw_means: np.ndarray, covariances: np.ndarray, target: float
+) -> float:
+    curve = _OverlapCurve(weights, raw_means, covariances)
+    high = 1.0
+    while curve(high) > target:
+        high *= 2.0
+    low = high / 2.0
+    while curve(low) < target:
+        low /= 2.0
+        if low < 1e-8:
+            raise ValueError(
+                f"overlap={target!r} cannot be reached: even coincident means give an average "
+                f"overlap of only {curve(low):.4g} for these weights and covariances; "
+                "choose a smaller overlap"
+            )
+    while high / low > 1.0 + 1e-10:
+        mid = math.sqrt(low * high)
+        if curve(mid) > target:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def _random_rotation(rng: np.random.Generator, d: int) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.sign(np.diag(r))
+
+
+def _true_covariances(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
+    k, d = scenario.n_components, scenario.n_features
+    volumes = np.exp(rng.uniform(*np.log(_VOLUME_RANGE), size=k))
+    if scenario.covariance == "spherical":
+        return volumes[:, None, None] * np.eye(d)
+    spread = np.linspace(-0.5, 0.5, d) if d > 1 else np.zeros(1)
+    shape = scenario.condition_number**spread
+    out = np.empty((k, d, d))
+    for c in range(k):
+        eigenvalues = volumes[c] * rng.permutation(shape)
+        if scenario.covariance == "diag":
+            out[c] = np.diag(eigenvalues)
+        else:
+            rot = _random_rotation(rng, d)
+            out[c] = (rot * eigenvalues) @ rot.T
+    # Symmetrise exactly: the rotation leaves rounding asymmetry of order 1e-16.
+    return 0.5 * (out + out.transpose(0, 2, 1))
+
+
+def _true_params(scenario: Scenario, rng: np.random.Generator) -> MixtureParams:
+    weights = scenario.true_weights()
+    covariances = _true_covariances(scenario, rng)
+    raw = rng.standard_normal((scenario.n_components, scenario.n_features))
+    raw -= raw.mean(axis=0)
+    scale = _scale_for_overlap(weights, raw, covariances, scenario.overlap)
+    return MixtureParams(weights, scale * raw, covariances)
+
+
+def _standard_noise(scenario: Scenario, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Noise with mean 0 and identity covariance, shape (n, n_features)."""
+    d = scenario.n_features
+    if scenario.misspecification == "student_t":
+        df = scenario.df
+        g = rng.chisquare(df, size=(n, 1))
+        return rng.standard_normal((n, d)) * np.sqrt((df - 2.0) / g)
+    if scenario.misspecification == "skew":
+        delta = scenario.skewness / math.sqrt(1.0 + scenario.skewness**2)
+        u0 = np.abs(rng.standard_normal((n, d)))
+        u1 = rng.standard_normal((n, d))
+        v = delta * u0 + math.sqrt(1.0 - delta**2) * u1
+        mean = delta * math.sqrt(2.0 / math.pi)
+        return (v - mean) / math.sqrt(1.0 - mean**2)
+    return rng.standard_normal((n, d))
+
+
+def _draw_split(
+    scenario: Scenario, truth: MixtureParams, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    n_out = round(scenario.outlier_fraction * n) if scenario.misspecification == "outliers" else 0
+    n_in = n - n_out
+    labels = rng.choice(truth.n_components, size=n_in, p=truth.weights)
+    eigenvalues, rotations = np.linalg.eigh(truth.covariances)
+    roots = rotations * np.sqrt(eigenvalues)[:, None, :]
+    noise = _standard_noise(scenario, n_in, rng)
+    X = truth.means[labels] + np.einsum("nij,nj->ni", roots[labels], noise)
+    if n_out == 0:
+        return X, labels
+    sds = np.sqrt(np.diagonal(truth.covariances, axis1=1, axis2=2))
+    low = np.min(truth.means - _OUTLIER_BOX_SDS * sds, axis=0)
+    high = np.max(truth.means + _OUTLIER_BOX_SDS * sds, axis=0)
+    outliers = rng.uniform(low, high, size=(n_out, truth.n_features))
+    X = np.concatenate([X, outliers])
+    labels = np.concatenate([labels, np.full(n_out, -1)])
+    shuffle = rng.permutation(n)
+    return X[shuffle], labels[shuffle]
+
+
+def simulate(scenario: Scenario, rng: np.random.Generator | int) -> Dataset:
+    """Draw the truth (unless ``scenario.truth_seed`` fixes it) and the data of a scenario.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    rng : numpy.random.Generator or int
+        The same seed gives the same dataset.
+
+    Returns
+    -------
+    Dataset
+        ``X_train`` of shape (n_train, n_features), ``X_test`` of shape
+        (n_test, n_features), labels, the true parameters and the achieved overlap.
+    """
+    rng = np.random.default_rng(rng)
+    truth_rng = rng if scenario.truth_seed is None else np.random.default_rng(scenario.truth_seed)
+    truth = _true_params(scenario, truth_rng)
+    X_train, y_train = _draw_split(scenario, truth, scenario.n_train, rng)
+    X_test, y_test = _draw_split(scenario, truth, scenario.n_test, rng)
+    average, maximum = overlap_summary(truth)
+    return Dataset(
+        X_train=X_train,
+        y_train=y_train,
+        X_test=X_test,
+        y_test=y_test,
+        truth=truth,
+        scenario=scenario,
+        average_overlap=average,
+        max_overlap=maximum,
+    )
