@@ -1,0 +1,708 @@
+"""Plots for the comparison report: pure functions over arrays, DataFrames and Datasets.
+
+Every function returns the object it drew (a matplotlib ``Figure`` or an ArviZ
+``PlotCollection``) so that a caller can restyle it before saving. Nothing here reads the
+store or fits anything.
+
+One colour per role is used in every plot, from the Okabe-Ito palette, which stays
+distinguishable under the common forms of colour blindness:
+
+=========  ==============  =========
+role       colour          line
+=========  ==============  =========
+truth      black           solid
+EM         vermillion      dashed
+Bayes      blue            solid
+ADVI       bluish green    dash-dot
+data       grey            (points)
+=========  ==============  =========
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import arviz as az
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
+from arviz_base.labels import BaseLabeller
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Ellipse, Patch
+from scipy import stats
+
+from workbench.mixture import MixtureParams, log_prob
+
+__all__ = [
+    "ROLES",
+    "ROLE_COLORS",
+    "ROLE_LABELS",
+    "ROLE_LINESTYLES",
+    "ROLE_MARKERS",
+    "method_role",
+    "plot_bias",
+    "plot_coverage",
+    "plot_data_fit",
+    "plot_em_trace",
+    "plot_posterior_vs_point",
+]
+
+ROLES: tuple[str, ...] = ("truth", "em", "bayes", "advi")
+ROLE_COLORS: dict[str, str] = {
+    "truth": "#000000",
+    "em": "#D55E00",
+    "bayes": "#0072B2",
+    "advi": "#009E73",
+    "data": "#999999",
+}
+ROLE_LINESTYLES: dict[str, str] = {"truth": "-", "em": "--", "bayes": "-", "advi": "-."}
+ROLE_LABELS: dict[str, str] = {
+    "truth": "truth",
+    "em": "EM",
+    "bayes": "Bayes",
+    "advi": "ADVI",
+}
+# Probability mass inside each drawn ellipse; stated in every 2-D caption and legend.
+ELLIPSE_MASS = 0.9
+ROLE_MARKERS: dict[str, str] = {"em": "o", "bayes": "s", "advi": "D"}
+_INTERVAL_MARKERS = ("o", "^", "v", "P")
+
+
+def method_role(method: str) -> str:
+    """The plotting role of a stored method name: ``'em'``, ``'bayes'`` or ``'advi'``.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is none of them.
+    """
+    if method not in ("em", "bayes", "advi"):
+        raise ValueError(f"method {method!r} has no plotting role; use 'em', 'bayes' or 'advi'")
+    return method
+
+
+def _method_styles(methods: Sequence[str]) -> dict[str, dict[str, object]]:
+    return {
+        m: {
+            "color": ROLE_COLORS[method_role(m)],
+            "marker": ROLE_MARKERS[m],
+            "linestyle": ROLE_LINESTYLES[m],
+        }
+        for m in methods
+    }
+
+
+def _facet_grid(
+    n_rows: int, n_cols: int, *, width: float, height: float, sharex: bool | str = False
+) -> tuple[Figure, np.ndarray]:
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(width * n_cols, height * n_rows),
+        squeeze=False,
+        layout="constrained",
+        sharex=sharex,
+    )
+    return fig, axes
+
+
+def _dodged_points(
+    ax: mpl.axes.Axes,
+    frame: pd.DataFrame,
+    *,
+    rows: Sequence[str],
+    value: str,
+    halfwidth: str,
+    group: str,
+    styles: Mapping[str, Mapping[str, object]],
+    markers: Mapping[str, str] | None = None,
+    marker_col: str | None = None,
+) -> None:
+    """Points with horizontal error bars, one row per label, groups dodged vertically."""
+    keys = list(frame[group].drop_duplicates()) if len(frame) else []
+    if marker_col is not None:
+        keys = list(frame[[group, marker_col]].drop_duplicates().itertuples(index=False, name=None))
+    step = 0.6 / max(len(keys), 1)
+    positions = {label: i for i, label in enumerate(rows)}
+    for j, key in enumerate(keys):
+        if marker_col is None:
+            sub = frame[frame[group] == key]
+            style = dict(styles[key])
+        else:
+            sub = frame[(frame[group] == key[0]) & (frame[marker_col] == key[1])]
+            style = dict(styles[key[0]])
+            style["marker"] = markers[key[1]]
+        y = np.array([positions[p] for p in sub["parameter"]]) + (j - (len(keys) - 1) / 2) * step
+        ax.errorbar(
+            sub[value],
+            y,
+            xerr=sub[halfwidth],
+            fmt=str(style["marker"]),
+            color=str(style["color"]),
+            markersize=5,
+            capsize=2,
+            linewidth=1.2,
+        )
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+
+
+def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
+    """Forest plot of bias with Monte Carlo error bars.
+
+    One panel per condition (rows) and parameter type (columns, each with its own x
+    scale, since weights and covariances live on different scales). Each row of a panel
+    is one parameter; methods are dodged vertically and coloured by role.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        One row per condition, method and parameter with columns ``condition`` (str),
+        ``method`` (str), ``kind`` (parameter type, e.g. ``"mean"``), ``parameter`` (str,
+        e.g. ``"mean[1,0]"``), ``bias`` and ``bias_mcse``.
+    z : float, default 1.96
+        Error bars span ``bias +- z * bias_mcse``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _require_columns(summary, ["condition", "method", "kind", "parameter", "bias", "bias_mcse"])
+    frame = summary.assign(halfwidth=z * summary["bias_mcse"])
+    conditions = list(frame["condition"].drop_duplicates())
+    kinds = list(frame["kind"].drop_duplicates())
+    styles = _method_styles(list(frame["method"].drop_duplicates()))
+    n_params = frame.groupby(["condition", "kind"])["parameter"].nunique()
+    height = 0.5 + 0.28 * max(int(n_params.max()), 2) * (0.6 + 0.25 * len(styles))
+    fig, axes = _facet_grid(len(conditions), len(kinds), width=3.6, height=height, sharex="col")
+    for i, condition in enumerate(conditions):
+        for j, kind in enumerate(kinds):
+            ax = axes[i, j]
+            sub = frame[(frame["condition"] == condition) & (frame["kind"] == kind)]
+            rows = list(dict.fromkeys(sub["parameter"]))
+            ax.axvline(0.0, color=ROLE_COLORS["truth"], linewidth=0.8)
+            _dodged_points(
+                ax,
+                sub,
+                rows=rows,
+                value="bias",
+                halfwidth="halfwidth",
+                group="method",
+                styles=styles,
+            )
+            if i == 0:
+                ax.set_title(kind)
+            if j == 0:
+                ax.set_ylabel(str(condition))
+            if i == len(conditions) - 1:
+                ax.set_xlabel("bias (estimate - truth)")
+    fig.legend(
+        handles=[_method_handle(m, s) for m, s in styles.items()],
+        title=f"error bars: +-{z:g} MCSE",
+        loc="outside lower center",
+        ncols=len(styles),
+        frameon=False,
+    )
+    return fig
+
+
+def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
+    """Coverage of credible intervals, with the nominal line and a Monte Carlo band.
+
+    One panel per condition (rows) and nominal level (columns). The shaded band is
+    ``nominal +- z * sqrt(nominal * (1 - nominal) / n_sim)``: where coverage would fall
+    with probability about 95% if the intervals were exactly calibrated. It uses the
+    smallest ``n_sim`` in the panel, so it is the widest band that applies.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        One row per condition, method, parameter, interval kind and level with columns
+        ``condition``, ``method``, ``parameter``, ``interval`` (e.g. ``"central"``,
+        ``"hdi"``), ``level`` (nominal coverage in (0, 1)), ``coverage``,
+        ``coverage_mcse`` and ``n_sim`` (replications behind the estimate).
+    z : float, default 1.96
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _require_columns(
+        summary,
+        [
+            "condition",
+            "method",
+            "parameter",
+            "interval",
+            "level",
+            "coverage",
+            "coverage_mcse",
+            "n_sim",
+        ],
+    )
+    frame = summary.assign(halfwidth=z * summary["coverage_mcse"])
+    conditions = list(frame["condition"].drop_duplicates())
+    levels = sorted(frame["level"].unique())
+    styles = _method_styles(list(frame["method"].drop_duplicates()))
+    kinds = list(frame["interval"].drop_duplicates())
+    kind_markers = {
+        kind: _INTERVAL_MARKERS[i % len(_INTERVAL_MARKERS)] for i, kind in enumerate(kinds)
+    }
+    n_rows = int(frame.groupby("condition")["parameter"].nunique().max())
+    height = 0.6 + 0.22 * n_rows * (0.6 + 0.25 * len(styles) * len(kinds))
+    fig, axes = _facet_grid(len(conditions), len(levels), width=3.8, height=height)
+    for i, condition in enumerate(conditions):
+        for j, level in enumerate(levels):
+            ax = axes[i, j]
+            sub = frame[(frame["condition"] == condition) & (frame["level"] == level)]
+            rows = list(dict.fromkeys(sub["parameter"]))
+            if len(sub):
+                n_sim = int(sub["n_sim"].min())
+                band = z * np.sqrt(level * (1 - level) / n_sim)
+                ax.axvspan(
+                    max(level - band, 0.0), min(level + band, 1.0), color="#e6e6e6", linewidth=0
+                )
+            ax.axvline(level, color=ROLE_COLORS["truth"], linewidth=1.0)
+            _dodged_points(
+                ax,
+                sub,
+                rows=rows,
+                value="coverage",
+                halfwidth="halfwidth",
+                group="method",
+                styles=styles,
+                markers=kind_markers,
+                marker_col="interval",
+            )
+            lowest = min(float((sub["coverage"] - sub["halfwidth"]).min()), level - 0.15)
+            ax.set_xlim(max(0.0, lowest - 0.02), 1.01)
+            if i == 0:
+                ax.set_title(f"nominal {level:.0%}")
+            if j == 0:
+                ax.set_ylabel(str(condition))
+            if i == len(conditions) - 1:
+                ax.set_xlabel("coverage of the truth")
+    handles: list[mpl.artist.Artist] = [
+        Patch(color=str(s["color"]), label=m) for m, s in styles.items()
+    ]
+    handles += [
+        Line2D([], [], color="#555555", linestyle="", marker=mk, label=f"{kind} interval")
+        for kind, mk in kind_markers.items()
+    ]
+    handles += [
+        Line2D([], [], color=ROLE_COLORS["truth"], label="nominal"),
+        Patch(color="#e6e6e6", label=f"Monte Carlo band (+-{z:g} SE)"),
+    ]
+    fig.legend(
+        handles=handles,
+        title=f"error bars: +-{z:g} MCSE",
+        loc="outside lower center",
+        ncols=min(len(handles), 4),
+        frameon=False,
+    )
+    return fig
+
+
+class _FlatLabeller(BaseLabeller):
+    """Titles like ``means[1, 0]`` on one line instead of the name over the coordinates."""
+
+    def make_label_vert(self, var_name, sel, isel):  # noqa: D102
+        return self.make_label_flat(var_name, sel, isel)
+
+
+def plot_posterior_vs_point(
+    posterior: xr.Dataset,
+    *,
+    em: xr.Dataset | None,
+    truth: xr.Dataset | None,
+    var_names: Sequence[str] | None = None,
+    col_wrap: int = 4,
+) -> az.PlotCollection:
+    """Marginal posterior density of each parameter, with lines at the EM estimate and truth.
+
+    Drawn with ArviZ: ``arviz.plot_dist`` for the densities (with the posterior mean and
+    the 94% highest density interval, ArviZ's defaults, under each curve) and
+    ``arviz.add_lines`` for the reference lines.
+
+    Parameters
+    ----------
+    posterior : Dataset
+        Draws with dims ``(chain, draw, *param_dims)`` for every variable, already
+        relabelled to match the truth.
+    em, truth : Dataset or None
+        Point values with the same variables and ``param_dims`` (no chain or draw).
+        ``None`` leaves that line out (real data have no truth).
+    var_names : sequence of str, optional
+        Variables to draw; default all of ``posterior``.
+    col_wrap : int, default 4
+        Panels per row.
+
+    Returns
+    -------
+    arviz_plots.PlotCollection
+        Its ``viz["figure"]`` holds the matplotlib figure.
+    """
+    var_names = list(posterior.data_vars) if var_names is None else list(var_names)
+    posterior = posterior[var_names]
+    n_panels = sum(
+        int(np.prod([posterior[v].sizes[d] for d in posterior[v].dims[2:]])) for v in var_names
+    )
+    n_cols = min(col_wrap, n_panels)
+    n_rows = -(-n_panels // n_cols)
+    bayes = ROLE_COLORS["bayes"]
+    pc = az.plot_dist(
+        xr.DataTree.from_dict({"posterior": posterior}),
+        var_names=var_names,
+        point_estimate="mean",
+        labeller=_FlatLabeller(),
+        col_wrap=n_cols,
+        visuals={
+            "dist": {"color": bayes},
+            "credible_interval": {"color": bayes},
+            "point_estimate": {"color": bayes},
+            "point_estimate_text": False,
+            "remove_axis": False,
+        },
+        figure_kwargs={"figsize": (2.6 * n_cols, 2.0 * n_rows + 0.6), "layout": "constrained"},
+    )
+    refs = [(role, ds) for role, ds in (("em", em), ("truth", truth)) if ds is not None]
+    if refs:
+        ref_ds = xr.concat(
+            [ds[var_names] for _, ds in refs], dim=pd.Index([r for r, _ in refs], name="ref_dim")
+        )
+        az.add_lines(
+            pc,
+            ref_ds,
+            aes_by_visuals={"ref_line": ["color", "linestyle"]},
+            color=[ROLE_COLORS[r] for r, _ in refs],
+            linestyle=[ROLE_LINESTYLES[r] for r, _ in refs],
+        )
+    fig = pc.viz["figure"].item()
+    for ax in fig.axes:
+        ax.set_yticks([])
+        ax.set_xlabel("value", fontsize=8)
+        ax.title.set_fontsize(9)
+    handles = [
+        Line2D([], [], color=bayes, label="posterior density (dot: mean, bar: 94% HDI)"),
+        *[
+            Line2D(
+                [],
+                [],
+                color=ROLE_COLORS[r],
+                linestyle=ROLE_LINESTYLES[r],
+                label="EM estimate" if r == "em" else "truth",
+            )
+            for r, _ in refs
+        ],
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    return pc
+
+
+def _fits(
+    truth: MixtureParams | None, em: MixtureParams | None, bayes: MixtureParams | None
+) -> list[tuple[str, MixtureParams]]:
+    return [(r, p) for r, p in (("truth", truth), ("em", em), ("bayes", bayes)) if p is not None]
+
+
+def _fit_label(role: str) -> str:
+    return {"truth": "truth", "em": "EM estimate", "bayes": "Bayes posterior mean"}[role]
+
+
+def _marginal(params: MixtureParams, dims: Sequence[int]) -> MixtureParams:
+    """The mixture of the coordinates ``dims``: Gaussian marginals keep the sub-blocks."""
+    idx = np.asarray(dims)
+    return MixtureParams(
+        params.weights, params.means[:, idx], params.covariances[:, idx[:, None], idx[None, :]]
+    )
+
+
+def _draw_density_1d(
+    ax: mpl.axes.Axes, x: np.ndarray, fits: Sequence[tuple[str, MixtureParams]]
+) -> None:
+    grid = np.linspace(x.min(), x.max(), 400)
+    span = grid[-1] - grid[0]
+    grid = np.linspace(grid[0] - 0.1 * span, grid[-1] + 0.1 * span, 400)[:, None]
+    ax.hist(x, bins="auto", density=True, color=ROLE_COLORS["data"], alpha=0.45, linewidth=0)
+    for role, params in fits:
+        color, ls = ROLE_COLORS[role], ROLE_LINESTYLES[role]
+        ax.plot(grid[:, 0], np.exp(log_prob(grid, params)), color=color, linestyle=ls, lw=1.8)
+        # Each weighted component, thin: shows which part of the mixture a bump belongs to.
+        ax.plot(
+            grid[:, 0],
+            np.exp(params.weighted_log_prob(grid)),
+            color=color,
+            linestyle=ls,
+            lw=0.8,
+            alpha=0.7,
+        )
+
+
+def _ellipse(mean: np.ndarray, cov: np.ndarray, *, mass: float, **kwargs: object) -> Ellipse:
+    """The contour of a 2-D Gaussian that holds ``mass`` of its probability."""
+    values, vectors = np.linalg.eigh(cov)
+    radius = np.sqrt(stats.chi2.ppf(mass, df=2) * values)
+    angle = np.degrees(np.arctan2(vectors[1, 1], vectors[0, 1]))
+    return Ellipse(mean, 2 * radius[1], 2 * radius[0], angle=angle, fill=False, **kwargs)
+
+
+def _draw_ellipses_2d(
+    ax: mpl.axes.Axes,
+    X: np.ndarray,
+    fits: Sequence[tuple[str, MixtureParams]],
+    *,
+    point_size: float,
+) -> None:
+    ax.scatter(X[:, 0], X[:, 1], s=point_size, color=ROLE_COLORS["data"], alpha=0.5, lw=0)
+    for role, params in fits:
+        color, ls = ROLE_COLORS[role], ROLE_LINESTYLES[role]
+        for k in range(params.n_components):
+            ax.add_patch(
+                _ellipse(
+                    params.means[k],
+                    params.covariances[k],
+                    mass=ELLIPSE_MASS,
+                    edgecolor=color,
+                    linestyle=ls,
+                    linewidth=1.6,
+                )
+            )
+        ax.scatter(params.means[:, 0], params.means[:, 1], color=color, marker="x", s=30, lw=1.5)
+
+
+def plot_data_fit(
+    X: np.ndarray,
+    *,
+    truth: MixtureParams | None = None,
+    em: MixtureParams | None = None,
+    bayes: MixtureParams | None = None,
+    feature_names: Sequence[str] | None = None,
+    max_features: int = 4,
+) -> Figure:
+    """The data with the true, EM and posterior-mean mixtures drawn over them.
+
+    - d = 1: a density histogram, each mixture's density (thick) and its weighted
+      components (thin).
+    - d = 2: a scatter plot with one ellipse per component holding ``ELLIPSE_MASS`` (90%)
+      of its probability, and a cross at its mean.
+    - d > 2: pairwise projections (ellipses of the marginal covariances below the
+      diagonal, marginal densities on it) for the first ``max_features`` features.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    truth, em, bayes : MixtureParams or None
+        Fits with ``n_features`` features; ``None`` ones are left out.
+    feature_names : sequence of str, optional
+        Axis labels; default ``x1, x2, ...``.
+    max_features : int, default 4
+        The pairwise grid shows at most this many features.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not 2-D or a fit has a different number of features.
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"X must have shape (n_samples, n_features), got {X.shape}")
+    n, d = X.shape
+    fits = _fits(truth, em, bayes)
+    for role, params in fits:
+        if params.n_features != d:
+            raise ValueError(
+                f"{role} has {params.n_features} features but X has {d}; they must match"
+            )
+    names = [f"x{j + 1}" for j in range(d)] if feature_names is None else list(feature_names)
+    point_size = float(np.clip(2000 / n, 1.5, 12))
+    handles = [
+        Line2D(
+            [], [], color=ROLE_COLORS[r], linestyle=ROLE_LINESTYLES[r], lw=1.8, label=_fit_label(r)
+        )
+        for r, _ in fits
+    ]
+    if d == 1:
+        fig, ax = plt.subplots(figsize=(6.0, 3.6), layout="constrained")
+        _draw_density_1d(ax, X[:, 0], fits)
+        ax.set_xlabel(names[0])
+        ax.set_ylabel("density")
+        handles.append(Patch(color=ROLE_COLORS["data"], alpha=0.45, label=f"data (n={n})"))
+        ax.legend(handles=handles, frameon=False, fontsize=8)
+        return fig
+    if d == 2:
+        fig, ax = plt.subplots(figsize=(5.4, 5.0), layout="constrained")
+        _draw_ellipses_2d(ax, X, fits, point_size=point_size)
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(names[1])
+        ax.set_aspect("equal", adjustable="datalim")
+        handles.append(
+            Line2D([], [], color=ROLE_COLORS["data"], marker="o", ls="", label=f"data (n={n})")
+        )
+        ax.legend(
+            handles=handles,
+            title=f"ellipses hold {ELLIPSE_MASS:.0%} of a component",
+            frameon=False,
+            fontsize=8,
+            title_fontsize=8,
+        )
+        return fig
+    shown = min(d, max_features)
+    fig, axes = plt.subplots(
+        shown, shown, figsize=(2.3 * shown, 2.3 * shown), layout="constrained", squeeze=False
+    )
+    for i in range(shown):
+        for j in range(shown):
+            ax = axes[i, j]
+            if j > i:
+                ax.set_axis_off()
+                continue
+            if i == j:
+                _draw_density_1d(ax, X[:, i], [(r, _marginal(p, [i])) for r, p in fits])
+                ax.set_yticks([])
+            else:
+                _draw_ellipses_2d(
+                    ax,
+                    X[:, [j, i]],
+                    [(r, _marginal(p, [j, i])) for r, p in fits],
+                    point_size=point_size,
+                )
+            if i == shown - 1:
+                ax.set_xlabel(names[j])
+            if j == 0 and i > 0:
+                ax.set_ylabel(names[i])
+    title = f"ellipses hold {ELLIPSE_MASS:.0%} of a component"
+    if shown < d:
+        title += f"; first {shown} of {d} features"
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), title=title)
+    return fig
+
+
+def plot_em_trace(
+    lower_bounds: np.ndarray,
+    *,
+    snapshots: Sequence[tuple[int, MixtureParams]] = (),
+    X: np.ndarray | None = None,
+    truth: MixtureParams | None = None,
+    n_shown: int = 5,
+) -> Figure:
+    """EM's lower bound per iteration, and its components moving toward the final fit.
+
+    Parameters
+    ----------
+    lower_bounds : ndarray of shape (n_iter,)
+        Per-sample mean lower bound after each iteration (``lower_bounds_``).
+    snapshots : sequence of (iteration, MixtureParams)
+        Parameters after the given iterations (from ``history_``), in iteration order.
+        Empty draws only the lower bound panel.
+    X : ndarray of shape (n_samples, n_features), optional
+        The data, drawn under the components.
+    truth : MixtureParams, optional
+    n_shown : int, default 5
+        At most this many snapshots are drawn, spread evenly and always including the
+        first and the last; earlier ones are fainter.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    lower_bounds = np.asarray(lower_bounds, dtype=float)
+    if lower_bounds.ndim != 1 or lower_bounds.size == 0:
+        raise ValueError(
+            f"lower_bounds must have shape (n_iter,) with n_iter >= 1, got {lower_bounds.shape}"
+        )
+    snapshots = list(snapshots)
+    n_panels = 2 if snapshots else 1
+    fig, axes = plt.subplots(
+        1, n_panels, figsize=(4.6 * n_panels, 3.6), layout="constrained", squeeze=False
+    )
+    ax = axes[0, 0]
+    iterations = np.arange(1, lower_bounds.size + 1)
+    ax.plot(iterations, lower_bounds, color=ROLE_COLORS["em"], marker="o", markersize=3, lw=1.4)
+    ax.set_xlabel("EM iteration")
+    ax.set_ylabel("lower bound (mean log-likelihood)")
+    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+    ax.grid(color="#eeeeee", linewidth=0.6)
+    if not snapshots:
+        return fig
+    pick = np.unique(np.linspace(0, len(snapshots) - 1, min(n_shown, len(snapshots))).round())
+    chosen = [snapshots[int(i)] for i in pick]
+    alphas = np.linspace(0.25, 1.0, len(chosen))
+    ax = axes[0, 1]
+    d = chosen[0][1].n_features
+    em_color = ROLE_COLORS["em"]
+    if d == 1:
+        lo = min(p.means.min() - 3 * np.sqrt(p.covariances.max()) for _, p in chosen)
+        hi = max(p.means.max() + 3 * np.sqrt(p.covariances.max()) for _, p in chosen)
+        if X is not None:
+            lo, hi = min(lo, X.min()), max(hi, X.max())
+            ax.hist(X[:, 0], bins="auto", density=True, color=ROLE_COLORS["data"], alpha=0.4)
+        grid = np.linspace(lo, hi, 400)[:, None]
+        for (_, params), alpha in zip(chosen, alphas, strict=True):
+            ax.plot(grid[:, 0], np.exp(log_prob(grid, params)), color=em_color, alpha=alpha)
+        if truth is not None:
+            ax.plot(grid[:, 0], np.exp(log_prob(grid, truth)), color=ROLE_COLORS["truth"], lw=1)
+        ax.set_xlabel("x1")
+        ax.set_ylabel("density")
+    else:
+        if X is not None:
+            ax.scatter(X[:, 0], X[:, 1], s=3, color=ROLE_COLORS["data"], alpha=0.4, lw=0)
+        for (_, params), alpha in zip(chosen, alphas, strict=True):
+            params = _marginal(params, [0, 1])
+            for k in range(params.n_components):
+                ax.add_patch(
+                    _ellipse(
+                        params.means[k],
+                        params.covariances[k],
+                        mass=ELLIPSE_MASS,
+                        edgecolor=em_color,
+                        alpha=alpha,
+                        linewidth=1.4,
+                    )
+                )
+            ax.scatter(*params.means.T, color=em_color, alpha=alpha, marker="x", s=20)
+        if truth is not None:
+            marginal_truth = _marginal(truth, [0, 1])
+            for k in range(truth.n_components):
+                ax.add_patch(
+                    _ellipse(
+                        marginal_truth.means[k],
+                        marginal_truth.covariances[k],
+                        mass=ELLIPSE_MASS,
+                        edgecolor=ROLE_COLORS["truth"],
+                        linewidth=1.0,
+                    )
+                )
+        ax.autoscale_view()
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+    handles = [
+        Line2D([], [], color=em_color, alpha=float(a), label=f"EM after iteration {it}")
+        for (it, _), a in zip(chosen, alphas, strict=True)
+    ]
+    if truth is not None:
+        handles.append(Line2D([], [], color=ROLE_COLORS["truth"], label="truth"))
+    ax.legend(handles=handles, frameon=False, fontsize=7)
+    ax.set_title("components moving", fontsize=10)
+    return fig
+
+
+def _method_handle(method: str, style: Mapping[str, object]) -> Line2D:
+    return Line2D([], [], color=str(style["color"]), marker=str(style["marker"]), label=method)
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the table lacks the columns {missing}; it has {list(frame.columns)} and needs "
+            f"{list(columns)}"
+        )
