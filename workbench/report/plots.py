@@ -137,9 +137,9 @@ def _dodged_points(
             style["marker"] = markers[key[1]]
         y = np.array([positions[p] for p in sub["parameter"]]) + (j - (len(keys) - 1) / 2) * step
         ax.errorbar(
-            sub[value],
+            sub[value].to_numpy(float),
             y,
-            xerr=sub[halfwidth],
+            xerr=sub[halfwidth].to_numpy(float),
             fmt=str(style["marker"]),
             color=str(style["color"]),
             markersize=5,
