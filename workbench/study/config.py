@@ -1,0 +1,564 @@
+"""Study configuration: a TOML file, validated on load.
+
+A study file has these parts (every key is optional except ``name``; see the README's
+"Running studies" section for a full example):
+
+``name`` (str), ``description`` (str), ``seed`` (int >= 0, default 0), ``replications``
+(int >= 1, default 10)
+    ``name`` also names the default output folder ``reports/<name>/``.
+``[scenario]``
+    Scenario values shared by every condition (any field of
+    :class:`workbench.simulate.Scenario`).
+``[design]``
+    Crossed factors: each key is a scenario field and its value a list of levels. The
+    conditions are the Cartesian product of the lists, in file order, with the last factor
+    varying fastest.
+``[[conditions]]``
+    Explicit conditions (tables of scenario fields), appended after the crossed ones. With
+    neither ``[design]`` nor ``[[conditions]]`` the study has one condition, ``[scenario]``.
+``[methods.em]``, ``[methods.bayes]``, ``[methods.advi]``
+    The methods to run, with their options (see :class:`EMOptions`, :class:`BayesOptions`,
+    :class:`AdviOptions`). At least one is required. An empty table runs the method with
+    its defaults.
+``[output]``
+    See :class:`OutputOptions`.
+
+Every problem raises :class:`ConfigError`, a ``ValueError`` whose one-line message names the
+file, the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from workbench.simulate import Scenario
+
+__all__ = [
+    "AdviOptions",
+    "BayesOptions",
+    "ConfigError",
+    "EMOptions",
+    "OutputOptions",
+    "StudyConfig",
+    "expand_design",
+    "load_study",
+    "parse_study",
+]
+
+METHOD_NAMES: tuple[str, ...] = ("em", "bayes", "advi")
+EM_INITS: tuple[str, ...] = ("kmeans", "k-means++", "random", "random_from_data")
+COVARIANCE_TYPES: tuple[str, ...] = ("full", "tied", "diag", "spherical")
+SAMPLERS: tuple[str, ...] = ("auto", "nutpie", "pymc", "numpyro")
+KEEP_DRAWS: tuple[str, ...] = ("first", "all", "none")
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ConfigError(ValueError):
+    """A study file has an unknown key or a bad value (one-line message)."""
+
+
+@dataclass(frozen=True)
+class EMOptions:
+    """``[methods.em]``: our EM (:class:`workbench.em.GaussianMixture`).
+
+    Attributes
+    ----------
+    n_init : int >= 1
+        Number of starts; the best is kept.
+    init : {'kmeans', 'k-means++', 'random', 'random_from_data'}
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    tol : float > 0
+        Convergence threshold on the change of the mean log-likelihood per sample.
+    max_iter : int >= 1
+    reg_covar : float >= 0
+        Added to the covariance diagonals.
+    """
+
+    n_init: int = 3
+    init: str = "kmeans"
+    covariance_type: str = "full"
+    tol: float = 1e-3
+    max_iter: int = 200
+    reg_covar: float = 1e-6
+
+
+@dataclass(frozen=True)
+class BayesOptions:
+    """``[methods.bayes]``: the PyMC mixture sampled by MCMC (:func:`workbench.bayes.fit_bayes`).
+
+    Attributes
+    ----------
+    sampler : {'auto', 'nutpie', 'pymc', 'numpyro'}
+    chains, draws : int >= 1
+    tune : int >= 0
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    start_at_em : bool
+        Start the chains at the task's EM estimate (needs ``[methods.em]``).
+    priors : dict
+        Prior overrides, validated by :meth:`workbench.bayes.BayesPriors.from_dict`.
+    """
+
+    sampler: str = "auto"
+    chains: int = 2
+    draws: int = 1000
+    tune: int = 1000
+    covariance_type: str = "full"
+    start_at_em: bool = True
+    priors: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AdviOptions:
+    """``[methods.advi]``: the same PyMC mixture fitted by ADVI, a fast approximation.
+
+    Attributes
+    ----------
+    draws : int >= 1
+        Draws taken from the fitted approximation.
+    tune : int >= 1
+        Optimisation steps of ADVI.
+    covariance_type, start_at_em, priors
+        As for :class:`BayesOptions`.
+    """
+
+    draws: int = 1000
+    tune: int = 10000
+    covariance_type: str = "full"
+    start_at_em: bool = True
+    priors: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """``[output]``: where results go and what is kept.
+
+    Attributes
+    ----------
+    dir : str or None
+        Output folder, relative to the working directory; None means ``reports/<name>``.
+    keep_draws : {'first', 'all', 'none'}
+        Whose posterior draws (NetCDF), training data and EM history to keep: replication
+        0 of every condition, every task, or none.
+    max_errors : int >= 0
+        The run stops once this many fits (or simulations) have failed in it.
+    levels : tuple of float in (0, 1)
+        Credible-interval levels scored for coverage.
+    """
+
+    dir: str | None = None
+    keep_draws: str = "first"
+    max_errors: int = 20
+    levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A validated study.
+
+    Attributes
+    ----------
+    name : str
+    description : str
+    seed : int
+    replications : int
+    conditions : tuple of Scenario
+        The expanded design, in condition-id order.
+    methods : dict of str to EMOptions, BayesOptions or AdviOptions
+        Keyed by method name, in the order ``em``, ``bayes``, ``advi``.
+    output : OutputOptions
+    source : str
+        Where the config came from (a file name), for messages.
+    text : str
+        The TOML text.
+    """
+
+    name: str
+    description: str
+    seed: int
+    replications: int
+    conditions: tuple[Scenario, ...]
+    methods: dict[str, EMOptions | BayesOptions | AdviOptions]
+    output: OutputOptions
+    source: str
+    text: str
+
+    @property
+    def output_dir(self) -> Path:
+        """``[output] dir``, or ``reports/<name>``."""
+        return Path(self.output.dir) if self.output.dir is not None else Path("reports", self.name)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.conditions) * self.replications
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable normalised config (what the store records)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "replications": self.replications,
+            "conditions": [c.to_dict() for c in self.conditions],
+            "methods": {name: asdict(opts) for name, opts in self.methods.items()},
+            "output": {**asdict(self.output), "levels": list(self.output.levels)},
+        }
+
+    def config_hash(self) -> str:
+        """SHA-256 of everything that changes a task's stored rows.
+
+        That is the seed, the conditions, the methods and their options, and the interval
+        levels. The number of replications, the output folder, ``keep_draws`` and
+        ``max_errors`` are left out: changing them never changes a stored task, so a study
+        can be extended with more replications and resumed.
+        """
+        full = self.to_dict()
+        relevant = {
+            "seed": full["seed"],
+            "conditions": full["conditions"],
+            "methods": full["methods"],
+            "levels": full["output"]["levels"],
+        }
+        blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- validation
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
+
+
+def _one_of(options: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in options), "one of " + ", ".join(repr(o) for o in options)
+
+
+_POSITIVE = ((lambda v: _is_real(v) and v > 0), "a number > 0")
+_NON_NEGATIVE = ((lambda v: _is_real(v) and v >= 0), "a number >= 0")
+_BOOL = ((lambda v: isinstance(v, bool)), "true or false")
+_TABLE = ((lambda v: isinstance(v, dict)), "a table")
+_LEVELS = (
+    (
+        lambda v: (
+            isinstance(v, list)
+            and len(v) > 0
+            and all(_is_real(x) and 0 < x < 1 for x in v)
+            and len(set(v)) == len(v)
+        )
+    ),
+    "a non-empty list of distinct numbers in (0, 1)",
+)
+_STRING = ((lambda v: isinstance(v, str)), "a string")
+
+_VALIDATORS: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    EMOptions: {
+        "n_init": _int_at_least(1),
+        "init": _one_of(EM_INITS),
+        "covariance_type": _one_of(COVARIANCE_TYPES),
+        "tol": _POSITIVE,
+        "max_iter": _int_at_least(1),
+        "reg_covar": _NON_NEGATIVE,
+    },
+    BayesOptions: {
+        "sampler": _one_of(SAMPLERS),
+        "chains": _int_at_least(1),
+        "draws": _int_at_least(1),
+        "tune": _int_at_least(0),
+        "covariance_type": _one_of(COVARIANCE_TYPES),
+        "start_at_em": _BOOL,
+        "priors": _TABLE,
+    },
+    AdviOptions: {
+        "draws": _int_at_least(1),
+        "tune": _int_at_least(1),
+        "covariance_type": _one_of(COVARIANCE_TYPES),
+        "start_at_em": _BOOL,
+        "priors": _TABLE,
+    },
+    OutputOptions: {
+        "dir": _STRING,
+        "keep_draws": _one_of(KEEP_DRAWS),
+        "max_errors": _int_at_least(0),
+        "levels": _LEVELS,
+    },
+}
+
+
+class _Checker:
+    """Builds one-line :class:`ConfigError` messages that name the file."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, key: str, value: object, allowed: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key} = {_show(value)} is not allowed; {allowed}")
+
+    def unknown(self, key: str, value: object, allowed: list[str]) -> ConfigError:
+        return ConfigError(
+            f"{self.source}: unknown key {key} (value {_show(value)}); "
+            f"allowed keys here are {', '.join(allowed)}"
+        )
+
+    def options(self, cls: type, table: object, prefix: str) -> Any:
+        if not isinstance(table, dict):
+            raise self.error(prefix, table, "it must be a table")
+        checks = _VALIDATORS[cls]
+        for key, value in table.items():
+            if key not in checks:
+                raise self.unknown(f"{prefix}.{key}", value, list(checks))
+            ok, allowed = checks[key]
+            if not ok(value):
+                raise self.error(f"{prefix}.{key}", value, f"use {allowed}")
+        values = dict(table)
+        if "levels" in values:
+            values["levels"] = tuple(sorted(float(x) for x in values["levels"]))
+        for name in ("tol", "reg_covar"):
+            if name in values:
+                values[name] = float(values[name])
+        return cls(**values)
+
+    def scenario(self, mapping: Mapping[str, Any], where: str) -> Scenario:
+        try:
+            return Scenario.from_dict(_tuples(mapping))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{self.source}: {where}: {exc}") from None
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value) if isinstance(value, str | list | dict | bool) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _tuples(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """TOML arrays become tuples, which is how Scenario spells explicit weights."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items()}
+
+
+def expand_design(
+    base: Mapping[str, Any],
+    design: Mapping[str, list[Any]],
+    conditions: list[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Expand crossed factors and explicit conditions into a list of scenario mappings.
+
+    Parameters
+    ----------
+    base : mapping
+        Values shared by every condition.
+    design : mapping of str to list
+        Crossed factors; the product is taken in mapping order, last factor fastest.
+    conditions : list of mapping
+        Explicit conditions, appended after the crossed ones.
+
+    Returns
+    -------
+    list of dict
+        One mapping per condition (``base`` updated with the condition's values). With no
+        factors and no explicit conditions, ``[base]``.
+    """
+    out: list[dict[str, Any]] = []
+    if design:
+        keys = list(design)
+        for levels in itertools.product(*(design[k] for k in keys)):
+            out.append({**base, **dict(zip(keys, levels, strict=True))})
+    out.extend({**base, **dict(condition)} for condition in conditions)
+    return out or [dict(base)]
+
+
+_TOP_LEVEL = (
+    "name",
+    "description",
+    "seed",
+    "replications",
+    "scenario",
+    "design",
+    "conditions",
+    "methods",
+    "output",
+)
+
+
+def parse_study(text: str, *, source: str = "<string>") -> StudyConfig:
+    """Validate the TOML text of a study.
+
+    Parameters
+    ----------
+    text : str
+    source : str
+        Named in error messages (the file name).
+
+    Returns
+    -------
+    StudyConfig
+
+    Raises
+    ------
+    ConfigError
+        For a TOML syntax error, an unknown key or a bad value.
+    """
+    check = _Checker(source)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    for key, value in raw.items():
+        if key not in _TOP_LEVEL:
+            raise check.unknown(key, value, list(_TOP_LEVEL))
+    if "name" not in raw:
+        raise ConfigError(f"{source}: the key name is missing; give the study a name")
+    name = raw["name"]
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise check.error(
+            "name", name, "use letters, digits, '_', '.' and '-' (it names the output folder)"
+        )
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise check.error("description", description, "use a string")
+    seed = raw.get("seed", 0)
+    if not _is_int(seed) or seed < 0:
+        raise check.error("seed", seed, "use an integer >= 0")
+    replications = raw.get("replications", 10)
+    if not _is_int(replications) or replications < 1:
+        raise check.error("replications", replications, "use an integer >= 1")
+
+    conditions = _conditions(raw, check)
+    methods = _methods(raw.get("methods"), check)
+    output = check.options(OutputOptions, raw.get("output", {}), "output")
+    return StudyConfig(
+        name=name,
+        description=description,
+        seed=seed,
+        replications=replications,
+        conditions=conditions,
+        methods=methods,
+        output=output,
+        source=source,
+        text=text,
+    )
+
+
+def _conditions(raw: Mapping[str, Any], check: _Checker) -> tuple[Scenario, ...]:
+    scenario_keys = [f.name for f in fields(Scenario)]
+    base = raw.get("scenario", {})
+    design = raw.get("design", {})
+    explicit = raw.get("conditions", [])
+    if not isinstance(base, dict):
+        raise check.error("scenario", base, "it must be a table of scenario fields")
+    if not isinstance(design, dict):
+        raise check.error("design", design, "it must be a table of factor = [levels]")
+    if not isinstance(explicit, list) or not all(isinstance(c, dict) for c in explicit):
+        raise check.error("conditions", explicit, "write each condition as a [[conditions]] table")
+    for where, table in [("scenario", base), ("design", design)] + [
+        (f"conditions[{i}]", c) for i, c in enumerate(explicit)
+    ]:
+        for key, value in table.items():
+            if key not in scenario_keys:
+                raise check.unknown(f"{where}.{key}", value, scenario_keys)
+    for key, levels in design.items():
+        if not isinstance(levels, list) or not levels:
+            raise check.error(f"design.{key}", levels, "a factor is a non-empty list of levels")
+    mappings = expand_design(base, design, explicit)
+    scenarios = []
+    for i, mapping in enumerate(mappings):
+        scenarios.append(check.scenario(mapping, f"condition {i} ({_brief(mapping, base)})"))
+    labels = [s.label() for s in scenarios]
+    for i, scenario in enumerate(scenarios):
+        if scenario in scenarios[:i]:
+            j = scenarios.index(scenario)
+            raise ConfigError(
+                f"{check.source}: condition {i} ({labels[i]}) repeats condition {j}; "
+                "every condition must differ"
+            )
+    return tuple(scenarios)
+
+
+def _brief(mapping: Mapping[str, Any], base: Mapping[str, Any]) -> str:
+    own = {k: v for k, v in mapping.items() if k not in base or base[k] != v}
+    return ", ".join(f"{k}={v!r}" for k, v in own.items()) or "[scenario]"
+
+
+def _methods(table: object, check: _Checker) -> dict[str, EMOptions | BayesOptions | AdviOptions]:
+    if table is None:
+        raise ConfigError(
+            f"{check.source}: no methods; add at least one of "
+            + ", ".join(f"[methods.{m}]" for m in METHOD_NAMES)
+        )
+    if not isinstance(table, dict) or not table:
+        raise check.error(
+            "methods",
+            table,
+            "add at least one of " + ", ".join(f"[methods.{m}]" for m in METHOD_NAMES),
+        )
+    for key, value in table.items():
+        if key not in METHOD_NAMES:
+            raise check.unknown(f"methods.{key}", value, list(METHOD_NAMES))
+    classes = {"em": EMOptions, "bayes": BayesOptions, "advi": AdviOptions}
+    methods = {
+        name: check.options(classes[name], table[name], f"methods.{name}")
+        for name in METHOD_NAMES
+        if name in table
+    }
+    for name in ("bayes", "advi"):
+        opts = methods.get(name)
+        if opts is None:
+            continue
+        if opts.start_at_em and "em" not in methods:
+            raise check.error(
+                f"methods.{name}.start_at_em",
+                True,
+                "starting at EM needs [methods.em]; add it or set start_at_em = false",
+            )
+        if opts.priors:
+            _check_priors(opts.priors, f"methods.{name}.priors", check)
+    return methods
+
+
+def _check_priors(priors: Mapping[str, Any], where: str, check: _Checker) -> None:
+    from workbench.bayes import BayesPriors
+
+    try:
+        BayesPriors.from_dict(priors)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{check.source}: {where}: {exc}") from None
+
+
+def load_study(path: str | os.PathLike[str]) -> StudyConfig:
+    """Read and validate a study TOML file.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    StudyConfig
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or invalid; the message names the file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such study file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the study file ({exc})") from None
+    return parse_study(text, source=str(path))

@@ -1,0 +1,73 @@
+"""Deterministic per-task seeds.
+
+A task's seed depends only on the study seed, the condition id and the replication, never on
+the order in which tasks run or how many workers run them:
+
+``task_seed = SeedSequence(study_seed, spawn_key=(condition_id, replication))`` reduced to a
+63-bit integer (so that SQLite can store it). The stored integer alone reproduces the task:
+:func:`task_streams` splits it into independent streams for the simulation and for each
+method, keyed by the stream's name, so enabling or disabling a method does not change the
+data or the other methods' seeds.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["TaskStreams", "task_seed", "task_streams"]
+
+_STREAMS = ("simulate", "em", "bayes", "advi")
+
+
+def task_seed(study_seed: int, condition_id: int, replication: int) -> int:
+    """The 63-bit integer seed of one task.
+
+    Parameters
+    ----------
+    study_seed : int >= 0
+    condition_id, replication : int >= 0
+
+    Returns
+    -------
+    int
+        In ``[0, 2**63)``.
+    """
+    sequence = np.random.SeedSequence(study_seed, spawn_key=(condition_id, replication))
+    return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class TaskStreams(NamedTuple):
+    """Independent random streams of one task.
+
+    Attributes
+    ----------
+    simulate : numpy.random.Generator
+        Draws the truth and the data.
+    em, bayes, advi : int
+        Seeds (32-bit) for each method's ``random_state`` / ``random_seed``.
+    """
+
+    simulate: np.random.Generator
+    em: int
+    bayes: int
+    advi: int
+
+
+def task_streams(seed: int) -> TaskStreams:
+    """Split a task seed into the streams of the simulation and of each method.
+
+    Parameters
+    ----------
+    seed : int
+        A task seed from :func:`task_seed`.
+
+    Returns
+    -------
+    TaskStreams
+    """
+    children = [np.random.SeedSequence(seed, spawn_key=(i,)) for i in range(len(_STREAMS))]
+    simulate = np.random.default_rng(children[0])
+    em, bayes, advi = (int(c.generate_state(1, np.uint32)[0]) for c in children[1:])
+    return TaskStreams(simulate=simulate, em=em, bayes=bayes, advi=advi)
