@@ -1,0 +1,384 @@
+"""Scoring one fit against the truth: likelihoods, parameter errors, coverage, ARI.
+
+EM point estimates and Bayesian posterior draws are scored by the same code, so every
+number in a :class:`FitScore` means the same thing for both methods:
+
+``loglik_train_truth`` / ``loglik_train_estimate``
+    Mean log-likelihood per training point at the true parameters and at the estimate
+    (EM estimate, or posterior mean of the aligned draws).
+``lpd_test`` / ``lpd_test_truth``
+    Mean log predictive density per held-out point. For EM the plug-in density at the
+    estimate; for Bayes the posterior predictive ``log mean_s p(x | theta_s)`` (log-mean-exp
+    over draws). ``lpd_test_plugin`` is the plug-in density at the posterior mean, for
+    comparison.
+``ari`` / ``ari_test``
+    Adjusted Rand index of the most likely component of each inlier point (outliers,
+    labelled ``-1``, are left out) against the true labels, on the training / test set.
+``error_rate``
+    Share of inlier training points whose most likely (aligned) component is not their
+    true one.
+``component_kl``
+    Mean over components of ``KL(true component || aligned estimated component)``.
+``fit_seconds``
+    Wall time of the fit, as passed in by the caller.
+
+Parameter errors are reported per scalar parameter after alignment to the truth (see
+:mod:`workbench.align`): ``weight[k]``, ``mean[k,j]`` and ``cov[k,i,j]`` for ``i <= j``,
+with ``k`` the index of the true component.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+from workbench.align import align_to_reference, kl_divergence
+from workbench.mixture import MixtureParams, log_prob
+from workbench.simulate import Dataset
+
+__all__ = [
+    "INTERVAL_KINDS",
+    "FitScore",
+    "Interval",
+    "ParameterEstimate",
+    "central_interval",
+    "hdi_interval",
+    "parameter_names",
+    "score_point_estimate",
+    "score_posterior",
+]
+
+INTERVAL_KINDS: tuple[str, ...] = ("central", "hdi")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A credible interval for one parameter and whether it covers the truth.
+
+    Attributes
+    ----------
+    kind : {'central', 'hdi'}
+    level : float
+        Nominal probability, in (0, 1).
+    lower, upper : float
+    covered : bool
+        ``lower <= truth <= upper``.
+    """
+
+    kind: str
+    level: float
+    lower: float
+    upper: float
+    covered: bool
+
+
+@dataclass(frozen=True)
+class ParameterEstimate:
+    """Truth and estimate of one scalar parameter after alignment.
+
+    Attributes
+    ----------
+    parameter : str
+        ``"weight[k]"``, ``"mean[k,j]"`` or ``"cov[k,i,j]"`` (``i <= j``); ``k`` indexes the
+        true components.
+    kind : {'weight', 'mean', 'covariance'}
+    truth, estimate : float
+        The estimate is the EM point estimate or the posterior mean.
+    sd : float
+        Posterior standard deviation; nan for a point estimate.
+    intervals : tuple of Interval
+        Empty for a point estimate.
+    """
+
+    parameter: str
+    kind: str
+    truth: float
+    estimate: float
+    sd: float
+    intervals: tuple[Interval, ...]
+
+
+@dataclass(frozen=True)
+class FitScore:
+    """Everything measured about one fit.
+
+    Attributes
+    ----------
+    method : str
+    metrics : dict of str to float
+        See the module docstring for the keys.
+    estimates : tuple of ParameterEstimate
+    """
+
+    method: str
+    metrics: dict[str, float]
+    estimates: tuple[ParameterEstimate, ...]
+
+
+def parameter_names(n_components: int, n_features: int) -> tuple[list[str], list[str]]:
+    """Names and kinds of the scalar parameters, in the order of ``_flatten``.
+
+    Returns
+    -------
+    names, kinds : list of str, each of length ``K + K d + K d (d + 1) / 2``
+    """
+    k, d = n_components, n_features
+    iu, ju = np.triu_indices(d)
+    names = [f"weight[{c}]" for c in range(k)]
+    names += [f"mean[{c},{j}]" for c in range(k) for j in range(d)]
+    names += [f"cov[{c},{i},{j}]" for c in range(k) for i, j in zip(iu, ju, strict=True)]
+    kinds = ["weight"] * k + ["mean"] * (k * d) + ["covariance"] * (k * len(iu))
+    return names, kinds
+
+
+def _flatten(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
+    """Stack parameters as ``(..., P)`` in the order of :func:`parameter_names`."""
+    lead = weights.shape[:-1]
+    iu, ju = np.triu_indices(means.shape[-1])
+    return np.concatenate(
+        [
+            weights,
+            means.reshape(*lead, -1),
+            covariances[..., iu, ju].reshape(*lead, -1),
+        ],
+        axis=-1,
+    )
+
+
+def central_interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed interval from the ``(1-level)/2`` and ``(1+level)/2`` quantiles.
+
+    Parameters
+    ----------
+    draws : ndarray of shape (n_draws, n_params)
+    level : float in (0, 1)
+
+    Returns
+    -------
+    lower, upper : ndarray of shape (n_params,)
+    """
+    lower, upper = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return lower, upper
+
+
+def hdi_interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shortest interval holding ``ceil(level * n_draws)`` of the sorted draws.
+
+    This is the usual sample highest-density interval for a unimodal marginal.
+
+    Parameters
+    ----------
+    draws : ndarray of shape (n_draws, n_params)
+    level : float in (0, 1)
+
+    Returns
+    -------
+    lower, upper : ndarray of shape (n_params,)
+    """
+    ordered = np.sort(draws, axis=0)
+    n = ordered.shape[0]
+    inside = max(1, math.ceil(level * n))
+    widths = ordered[inside - 1 :] - ordered[: n - inside + 1]
+    start = np.argmin(widths, axis=0)
+    cols = np.arange(ordered.shape[1])
+    return ordered[start, cols], ordered[start + inside - 1, cols]
+
+
+_INTERVAL_FUNCTIONS = {"central": central_interval, "hdi": hdi_interval}
+
+
+def _map_labels(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    return np.argmax(params.weighted_log_prob(X), axis=1)
+
+
+def _shared_metrics(dataset: Dataset, aligned: MixtureParams) -> dict[str, float]:
+    """Metrics computed the same way for any aligned point estimate."""
+    truth = dataset.truth
+    inlier_train = dataset.y_train >= 0
+    inlier_test = dataset.y_test >= 0
+    map_train = _map_labels(dataset.X_train[inlier_train], aligned)
+    map_test = _map_labels(dataset.X_test[inlier_test], aligned)
+    y_train = dataset.y_train[inlier_train]
+    kl = kl_divergence(truth.means, truth.covariances, aligned.means, aligned.covariances)
+    return {
+        "loglik_train_truth": float(np.mean(log_prob(dataset.X_train, truth))),
+        "loglik_train_estimate": float(np.mean(log_prob(dataset.X_train, aligned))),
+        "lpd_test_truth": float(np.mean(log_prob(dataset.X_test, truth))),
+        "ari": float(adjusted_rand_score(y_train, map_train)),
+        "ari_test": float(adjusted_rand_score(dataset.y_test[inlier_test], map_test)),
+        "error_rate": float(np.mean(map_train != y_train)),
+        "component_kl": float(np.mean(kl)),
+    }
+
+
+def _check_k(estimate_k: int, dataset: Dataset) -> None:
+    if estimate_k != dataset.truth.n_components:
+        raise ValueError(
+            f"the fit has {estimate_k} components but the truth has "
+            f"{dataset.truth.n_components}; scoring against the truth needs the same number"
+        )
+
+
+def score_point_estimate(
+    dataset: Dataset,
+    estimate: MixtureParams,
+    *,
+    method: str = "em",
+    fit_seconds: float = math.nan,
+) -> FitScore:
+    """Score a point estimate (e.g. EM) against the truth of its dataset.
+
+    The estimate is aligned to the truth first (:func:`workbench.align.align_to_reference`,
+    KL cost).
+
+    Parameters
+    ----------
+    dataset : Dataset
+    estimate : MixtureParams with the same K and d as ``dataset.truth``
+    method : str
+    fit_seconds : float
+
+    Returns
+    -------
+    FitScore
+        ``sd`` is nan and ``intervals`` empty for every parameter.
+    """
+    _check_k(estimate.n_components, dataset)
+    truth = dataset.truth
+    aligned = estimate.permuted(align_to_reference(estimate, truth))
+    metrics = _shared_metrics(dataset, aligned)
+    metrics["lpd_test"] = float(np.mean(log_prob(dataset.X_test, aligned)))
+    metrics["fit_seconds"] = float(fit_seconds)
+    names, kinds = parameter_names(truth.n_components, truth.n_features)
+    true_flat = _flatten(truth.weights, truth.means, truth.covariances)
+    est_flat = _flatten(aligned.weights, aligned.means, aligned.covariances)
+    estimates = tuple(
+        ParameterEstimate(name, kind, float(t), float(e), math.nan, ())
+        for name, kind, t, e in zip(names, kinds, true_flat, est_flat, strict=True)
+    )
+    return FitScore(method, metrics, estimates)
+
+
+def _thin(n_draws: int, max_draws: int) -> np.ndarray:
+    """Indices of at most ``max_draws`` draws, evenly spaced over all of them."""
+    if n_draws <= max_draws:
+        return np.arange(n_draws)
+    return np.unique(np.linspace(0, n_draws - 1, max_draws).round().astype(np.intp))
+
+
+def score_posterior(
+    dataset: Dataset,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    *,
+    method: str = "bayes",
+    levels: Sequence[float] = (0.5, 0.9, 0.95),
+    fit_seconds: float = math.nan,
+    max_lpd_draws: int = 1000,
+) -> FitScore:
+    """Score posterior draws against the truth of their dataset.
+
+    The draws must already share one labelling (relabelled among themselves). The
+    posterior mean is aligned to the truth and that one permutation is applied to every
+    draw. Point metrics use the posterior mean; ``lpd_test`` is the posterior predictive
+    density, a log-mean-exp over draws. When there are more than ``max_lpd_draws`` draws,
+    ``lpd_test`` uses ``max_lpd_draws`` of them, evenly spaced: thinning adds Monte Carlo
+    noise to the estimate of the predictive density but keeps its target, and bounds the
+    cost. Intervals and posterior moments always use all draws.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    weights : array-like of shape (n_draws, K)
+        Each row sums to 1 (to within 1e-6; rows are renormalised).
+    means : array-like of shape (n_draws, K, d)
+    covariances : array-like of shape (n_draws, K, d, d)
+    method : str
+    levels : sequence of float in (0, 1)
+        Credible levels; a central and an HDI interval are computed at each.
+    fit_seconds : float
+    max_lpd_draws : int
+        At most this many draws enter ``lpd_test``.
+
+    Returns
+    -------
+    FitScore
+        Metrics also include ``lpd_test_plugin``, ``n_draws`` and ``n_draws_lpd``.
+    """
+    weights = np.asarray(weights, dtype=float)
+    means = np.asarray(means, dtype=float)
+    covariances = np.asarray(covariances, dtype=float)
+    truth = dataset.truth
+    k, d = truth.n_components, truth.n_features
+    if means.ndim != 3 or means.shape[0] < 2:
+        raise ValueError(f"means must have shape (n_draws >= 2, K, d), got {means.shape}")
+    s = means.shape[0]
+    _check_k(means.shape[1], dataset)
+    if means.shape != (s, k, d) or weights.shape != (s, k) or covariances.shape != (s, k, d, d):
+        raise ValueError(
+            f"draws must have shapes weights ({s}, {k}), means ({s}, {k}, {d}), covariances "
+            f"({s}, {k}, {d}, {d}); got {weights.shape}, {means.shape}, {covariances.shape}"
+        )
+    row_sums = weights.sum(axis=1)
+    if np.any(np.abs(row_sums - 1.0) > 1e-6) or np.any(weights < 0):
+        raise ValueError("every row of weights must be non-negative and sum to 1")
+    weights = weights / row_sums[:, None]
+    bad_levels = [lv for lv in levels if not 0 < lv < 1]
+    if bad_levels:
+        raise ValueError(f"levels {bad_levels} are not allowed; each level must be in (0, 1)")
+    if max_lpd_draws < 1:
+        raise ValueError(f"max_lpd_draws={max_lpd_draws!r} must be a positive integer")
+
+    posterior_mean = MixtureParams(weights.mean(0), means.mean(0), covariances.mean(0))
+    order = align_to_reference(posterior_mean, truth)
+    weights, means, covariances = weights[:, order], means[:, order], covariances[:, order]
+    aligned = posterior_mean.permuted(order)
+
+    keep = _thin(s, max_lpd_draws)
+    # The posterior predictive mean_s p(x | theta_s) is itself a Gaussian mixture with the
+    # S*K components of the kept draws and weights w_sk / S, so one log_prob call gives the
+    # log-mean-exp over draws.
+    predictive = MixtureParams(
+        weights[keep].ravel() / len(keep),
+        means[keep].reshape(-1, d),
+        covariances[keep].reshape(-1, d, d),
+    )
+    metrics = _shared_metrics(dataset, aligned)
+    metrics["lpd_test"] = float(np.mean(log_prob(dataset.X_test, predictive)))
+    metrics["lpd_test_plugin"] = float(np.mean(log_prob(dataset.X_test, aligned)))
+    metrics["fit_seconds"] = float(fit_seconds)
+    metrics["n_draws"] = float(s)
+    metrics["n_draws_lpd"] = float(len(keep))
+
+    names, kinds = parameter_names(k, d)
+    true_flat = _flatten(truth.weights, truth.means, truth.covariances)
+    draws_flat = _flatten(weights, means, covariances)
+    est_flat = _flatten(aligned.weights, aligned.means, aligned.covariances)
+    sds = draws_flat.std(axis=0, ddof=1)
+    bounds = {
+        (kind, level): _INTERVAL_FUNCTIONS[kind](draws_flat, level)
+        for level in levels
+        for kind in INTERVAL_KINDS
+    }
+    estimates = []
+    for p, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+        true_value = float(true_flat[p])
+        intervals = tuple(
+            Interval(
+                kind=iv_kind,
+                level=float(level),
+                lower=float(lower[p]),
+                upper=float(upper[p]),
+                covered=bool(lower[p] <= true_value <= upper[p]),
+            )
+            for (iv_kind, level), (lower, upper) in bounds.items()
+        )
+        estimates.append(
+            ParameterEstimate(name, kind, true_value, float(est_flat[p]), float(sds[p]), intervals)
+        )
+    return FitScore(method, metrics, tuple(estimates))
