@@ -1,0 +1,106 @@
+"""The workbench command line: one-line errors with exit code 2, STUDY as file or folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import main
+
+GOOD = """
+name = "clitest"
+seed = 1
+replications = 1
+[scenario]
+n_components = 2
+n_features = 1
+n_train = 60
+n_test = 60
+[methods.em]
+n_init = 1
+"""
+
+# one study file per kind of mistake, with a fragment its message must contain
+BAD = {
+    "unknown_key": ('name = "x"\nrepetitions = 2\n[methods.em]\n', "unknown key repetitions"),
+    "bad_value": ('name = "x"\n[methods.em]\ntol = -1\n', "methods.em.tol = -1"),
+    "bad_scenario": (
+        'name = "x"\n[design]\nn_components = [1]\n[methods.em]\n',
+        "n_components=1",
+    ),
+    "bad_factor": ('name = "x"\n[design]\nk = [2, 3]\n[methods.em]\n', "design.k"),
+    "no_methods": ('name = "x"\n', "no methods"),
+    "bad_toml": ("name = \n", "not valid TOML"),
+}
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+def test_bad_config_one_line_exit_2(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, fragment = BAD[kind]
+    path = tmp_path / f"{kind}.toml"
+    path.write_text(text)
+    for command in (["run", str(path)], ["status", str(path)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith(f"workbench: error: {path}: ")
+        assert fragment in lines[0]
+    assert not (tmp_path / "reports").exists()
+
+
+def test_bad_config_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text(BAD["bad_value"][0])
+    result = _cli("run", "bad.toml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "workbench: error: bad.toml: methods.em.tol = -1 is not allowed; use a number > 0"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_study_file_and_folder_without_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(tmp_path / "nope.toml")]) == 2
+    assert "no such study file" in capsys.readouterr().err
+    assert main(["status", str(tmp_path)]) == 2
+    assert "holds no study results" in capsys.readouterr().err
+    assert main(["results", str(tmp_path / "nope")]) == 2
+    assert "neither a study TOML file nor an output folder" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text(GOOD)
+    for args in (
+        ["run", "s.toml", "--workers", "0"],
+        ["run", "s.toml", "--workers", "1", "--dask-local", "1"],
+        ["results", "s.toml", "--format", "xlsx"],
+        ["frobnicate"],
+    ):
+        result = _cli(*args, cwd=tmp_path)
+        assert result.returncode == 2, args
+        assert "Traceback" not in result.stderr
+
+
+def test_status_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(GOOD + f'[output]\ndir = "{tmp_path / "out"}"\n')
+    assert main(["status", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "not run yet" in out and "1 total, 0 ok, 0 failed, 1 remaining" in out

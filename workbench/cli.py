@@ -1,0 +1,270 @@
+"""The ``workbench`` command: a thin layer that parses arguments and calls the library.
+
+Exit codes: 0 success; 1 the study stopped after too many errors; 2 a usage, config or data
+error (printed on one line, without a traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from workbench.study.config import StudyConfig, load_study
+from workbench.study.store import DB_NAME, StudyStore
+
+__all__ = ["main"]
+
+
+class UsageError(ValueError):
+    """A bad command line (named value, what is allowed)."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+def _resolve(study: str, output: str | None = None) -> tuple[StudyConfig | None, Path]:
+    """STUDY is a study TOML file or an output folder; return its config (if a file) and
+    its output folder."""
+    path = Path(study)
+    if path.is_dir():
+        if output is not None:
+            raise UsageError(f"--output {output!r} only applies when STUDY is a TOML file")
+        if not (path / DB_NAME).is_file():
+            raise UsageError(
+                f"{path} holds no study results ({DB_NAME} is missing); give a study TOML file "
+                "or the output folder of a study that has been run"
+            )
+        return None, path
+    if path.suffix != ".toml" and not path.is_file():
+        raise UsageError(
+            f"STUDY {study!r} is neither a study TOML file nor an output folder of a study"
+        )
+    config = load_study(path)
+    return config, Path(output) if output is not None else config.output_dir
+
+
+def _open_store(study: str) -> StudyStore:
+    config, directory = _resolve(study)
+    if not (directory / DB_NAME).is_file():
+        raise UsageError(
+            f"study {config.name if config else study!r} has no results in {directory} yet; "
+            f"run it first: workbench run {study}"
+        )
+    return StudyStore(directory)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config, directory = _resolve(args.study, args.output)
+    if config is None:
+        raise UsageError(f"run needs the study TOML file, not the output folder {args.study!r}")
+    # imported only now: a bad config is reported before the fitting stack loads
+    from workbench.study.executors import DaskExecutor, LocalExecutor, default_workers
+    from workbench.study.runner import run_study
+
+    if args.scheduler is not None:
+        executor = DaskExecutor(scheduler=args.scheduler)
+    elif args.dask_local is not None:
+        executor = DaskExecutor(local_workers=args.dask_local)
+    else:
+        executor = LocalExecutor(args.workers or default_workers())
+    print(
+        f"study {config.name!r}: {len(config.conditions)} conditions x {config.replications} "
+        f"replications, methods {', '.join(config.methods)}; running on {executor.description}",
+        file=sys.stderr,
+    )
+    summary = run_study(
+        config,
+        output=directory,
+        executor=executor,
+        overwrite=args.overwrite,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+    )
+    minutes, seconds = divmod(summary.seconds, 60)
+    print(
+        f"{summary.n_run} tasks run in {int(minutes)}m{seconds:04.1f}s "
+        f"({summary.n_failed} failed); {summary.n_already_done + summary.n_run} of "
+        f"{summary.n_tasks} stored in {directory / DB_NAME}"
+    )
+    if summary.aborted:
+        print(
+            f"workbench: error: stopped after {summary.n_errors} errors (max_errors = "
+            f"{config.output.max_errors}); see `workbench status {args.study}`; "
+            f"{summary.n_remaining} tasks were not run",
+            file=sys.stderr,
+        )
+        return 1
+    if summary.n_failed:
+        print(f"{summary.n_failed} tasks failed: see `workbench status {args.study}`")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from workbench.study.export import status_table
+
+    config, directory = _resolve(args.study)
+    if not (directory / DB_NAME).is_file():
+        assert config is not None  # a folder without a store was rejected by _resolve
+        print(f"study {config.name!r}: not run yet ({directory / DB_NAME} does not exist)")
+        print(f"tasks: {config.n_tasks} total, 0 ok, 0 failed, {config.n_tasks} remaining")
+        return 0
+    with StudyStore(directory) as store:
+        replications = config.replications if config else None
+        table = status_table(store, replications)
+        meta = store.metadata()
+        failed = store.table("tasks").query("status == 'failed'")
+    total = int(table[["ok", "failed", "remaining"]].to_numpy().sum())
+    print(f"study {meta['name']!r}: {directory / DB_NAME}")
+    print(
+        f"tasks: {total} total, {table['ok'].sum()} ok, {table['failed'].sum()} failed, "
+        f"{table['remaining'].sum()} remaining"
+    )
+    print(table.to_string(index=False))
+    if len(failed):
+        print("\nfailed tasks (condition, replication, seed: error):")
+        for row in failed.itertuples(index=False):
+            print(f"  {row.condition_id}, {row.replication}, {row.seed}: {row.error}")
+    return 0
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from workbench.study.export import write_results
+
+    with _open_store(args.study) as store:
+        path = Path(args.output) if args.output else store.directory / f"results.{args.format}"
+        n_rows = write_results(store, path, args.format)
+    print(f"wrote {n_rows} rows to {path}")
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from workbench.study.realdata import fit_data, format_fit, read_data_csv
+
+    X = read_data_csv(args.data)
+    result = fit_data(
+        X,
+        args.components,
+        covariance_type=args.covariance_type,
+        n_init=args.n_init,
+        sampler=args.sampler,
+        chains=args.chains,
+        draws=args.draws,
+        tune=args.tune,
+        level=args.level,
+        seed=args.seed,
+    )
+    print(format_fit(result, X))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Compare EM and Bayesian inference for Gaussian mixtures.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    study_help = "the study's TOML file or its output folder"
+
+    run = sub.add_parser("run", help="run a study (resumes: only missing tasks run)")
+    run.add_argument("study", metavar="STUDY.toml", help="the study's TOML file")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="local worker processes (default: min(2, CPUs))",
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDR", help="address of a Dask scheduler, e.g. tcp://host:8786"
+    )
+    where.add_argument(
+        "--dask-local",
+        type=_positive_int,
+        metavar="N",
+        help="start a Dask LocalCluster of N workers",
+    )
+    run.add_argument("--output", metavar="DIR", help="output folder (default: reports/<name>)")
+    run.add_argument(
+        "--overwrite", action="store_true", help="delete existing results in the output folder"
+    )
+    run.add_argument("--retry-failed", action="store_true", help="run stored failed tasks again")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_cmd_run)
+
+    status = sub.add_parser("status", help="done, failed and remaining tasks")
+    status.add_argument("study", metavar="STUDY", help=study_help)
+    status.set_defaults(handler=_cmd_status)
+
+    results = sub.add_parser(
+        "results", help="export tidy results (one row per task x method x quantity)"
+    )
+    results.add_argument("study", metavar="STUDY", help=study_help)
+    results.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    results.add_argument(
+        "--output",
+        metavar="FILE",
+        help="output file (default: results.FORMAT in the output folder)",
+    )
+    results.set_defaults(handler=_cmd_results)
+
+    fit = sub.add_parser("fit", help="fit EM and the Bayesian mixture to a CSV of real data")
+    fit.add_argument("data", metavar="DATA.csv", help="numeric CSV, one row per observation")
+    fit.add_argument("--components", "-k", type=_positive_int, required=True, metavar="K")
+    fit.add_argument(
+        "--covariance-type", choices=("full", "tied", "diag", "spherical"), default="full"
+    )
+    fit.add_argument("--n-init", type=_positive_int, default=5, metavar="N", help="EM starts")
+    fit.add_argument(
+        "--sampler", choices=("auto", "nutpie", "pymc", "numpyro", "advi"), default="auto"
+    )
+    fit.add_argument("--chains", type=_positive_int, default=2, metavar="N")
+    fit.add_argument("--draws", type=_positive_int, default=1000, metavar="N")
+    fit.add_argument("--tune", type=_positive_int, default=1000, metavar="N")
+    fit.add_argument(
+        "--level", type=float, default=0.94, help="credible interval level (default 0.94)"
+    )
+    fit.add_argument("--seed", type=int, default=0)
+    fit.set_defaults(handler=_cmd_fit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``workbench`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit code.
+    """
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError) as exc:
+        # user errors (config, data, folders) end in one line, never a traceback
+        message = " ".join(str(exc).split())
+        print(f"workbench: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "workbench: interrupted; finished tasks are stored, run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

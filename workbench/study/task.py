@@ -1,0 +1,286 @@
+"""One task of a study: simulate a dataset, fit every method, score the fits.
+
+:func:`run_task` is a pure function of its :class:`TaskSpec` (the seed included), so it gives
+the same record in the main process, in a process pool or on a Dask worker. It never
+raises for a failing simulation or fit: the failure, its traceback and the task's seed go
+into the returned :class:`~workbench.study.store.TaskRecord`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from workbench.align import align_to_reference
+from workbench.em import GaussianMixture
+from workbench.mixture import MixtureParams
+from workbench.simulate import Dataset, Scenario, simulate
+from workbench.study.config import AdviOptions, BayesOptions, EMOptions
+from workbench.study.seeds import task_streams
+from workbench.study.store import FitRecord, TaskRecord
+
+__all__ = ["TaskSpec", "regenerate_dataset", "run_task"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a worker needs to run one task.
+
+    Attributes
+    ----------
+    condition_id, replication : int
+    seed : int
+        The task seed (:func:`workbench.study.seeds.task_seed`).
+    scenario : Scenario
+    methods : dict of str to EMOptions, BayesOptions or AdviOptions
+    levels : tuple of float
+        Credible-interval levels to score.
+    keep : bool
+        Keep the training data, the EM history and the posterior draws.
+    """
+
+    condition_id: int
+    replication: int
+    seed: int
+    scenario: Scenario
+    methods: dict[str, EMOptions | BayesOptions | AdviOptions]
+    levels: tuple[float, ...]
+    keep: bool
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def regenerate_dataset(scenario: Scenario, seed: int) -> Dataset:
+    """Rebuild a task's dataset from its scenario and stored seed.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        ``Scenario.from_dict`` of the task's ``conditions.scenario``.
+    seed : int
+        The task's ``tasks.seed``.
+
+    Returns
+    -------
+    Dataset
+        Identical to the data the task was fitted on.
+    """
+    return simulate(scenario, task_streams(seed).simulate)
+
+
+def run_task(spec: TaskSpec) -> TaskRecord:
+    """Run one task: simulate, fit every method, score against the truth.
+
+    Parameters
+    ----------
+    spec : TaskSpec
+
+    Returns
+    -------
+    TaskRecord
+        ``status='failed'`` (with error and traceback) when the simulation or any fit
+        failed; the other fits are still recorded.
+    """
+    started_at = _now()
+    start = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    streams = task_streams(spec.seed)
+    record = TaskRecord(
+        condition_id=spec.condition_id,
+        replication=spec.replication,
+        seed=spec.seed,
+        status="ok",
+        started_at=started_at,
+        finished_at=started_at,
+        seconds=0.0,
+        worker=worker,
+        kept=spec.keep,
+    )
+    try:
+        dataset = simulate(spec.scenario, streams.simulate)
+    except Exception as exc:
+        record.status = "failed"
+        record.error = f"simulation failed: {type(exc).__name__}: {exc}"
+        record.traceback = traceback.format_exc()
+    else:
+        record.simulate_seconds = time.perf_counter() - start
+        record.truth = dataset.truth
+        if spec.keep:
+            record.dataset = (dataset.X_train, dataset.y_train)
+        em_params: MixtureParams | None = None
+        for name, options in spec.methods.items():
+            seed = getattr(streams, name)
+            if isinstance(options, EMOptions):
+                fit = _guarded(name, partial(_fit_em, dataset, options, seed, spec.keep))
+                if fit.status == "ok":
+                    # the EM estimate (components in the truth's order) starts and
+                    # relabels the Bayesian fits, so their draws line up with the truth too
+                    em_params = fit.params
+            else:
+                fit = _guarded(
+                    name,
+                    partial(
+                        _fit_bayes, dataset, name, options, seed, em_params, spec.levels, spec.keep
+                    ),
+                )
+            record.fits.append(fit)
+            if fit.status == "failed" and record.status == "ok":
+                record.status = "failed"
+                record.error = f"{name} fit failed: {fit.error}"
+                record.traceback = fit.traceback
+    record.finished_at = _now()
+    record.seconds = time.perf_counter() - start
+    return record
+
+
+def _guarded(name: str, fit: Callable[[], FitRecord]) -> FitRecord:
+    """Run a fit, turning an exception into a failed record and warnings into a diagnostic."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        # a warning (non-convergence, r_hat) is a finding to store, not an error
+        warnings.simplefilter("always")
+        try:
+            record = fit()
+        except Exception as exc:
+            return FitRecord(
+                method=name,
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+                fit_seconds=time.perf_counter() - start,
+            )
+    messages = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    if messages:
+        record.diagnostics["warnings"] = " | ".join(messages)
+    return record
+
+
+def _aligned(estimate: MixtureParams, truth: MixtureParams) -> MixtureParams:
+    return estimate.permuted(align_to_reference(estimate, truth))
+
+
+def _score_rows(score: Any) -> tuple[list[tuple], list[tuple]]:
+    """Flatten a ``FitScore``'s estimates and intervals into store rows."""
+    estimates, intervals = [], []
+    for est in score.estimates:
+        estimates.append((est.parameter, est.kind, est.truth, est.estimate, est.sd))
+        for iv in est.intervals:
+            intervals.append((est.parameter, iv.kind, iv.level, iv.lower, iv.upper, iv.covered))
+    return estimates, intervals
+
+
+def _fit_em(dataset: Dataset, options: EMOptions, seed: int, keep: bool) -> FitRecord:
+    from workbench.metrics import score_point_estimate
+
+    model = GaussianMixture(
+        n_components=dataset.truth.n_components,
+        covariance_type=options.covariance_type,
+        tol=options.tol,
+        reg_covar=options.reg_covar,
+        max_iter=options.max_iter,
+        n_init=options.n_init,
+        init_params=options.init,
+        random_state=seed,
+        keep_history=keep,
+    )
+    start = time.perf_counter()
+    model.fit(dataset.X_train)
+    seconds = time.perf_counter() - start
+    estimate = model.to_params()
+    score = score_point_estimate(dataset, estimate, method="em", fit_seconds=seconds)
+    estimates, intervals = _score_rows(score)
+    return FitRecord(
+        method="em",
+        status="ok",
+        fit_seconds=seconds,
+        metrics=dict(score.metrics),
+        estimates=estimates,
+        intervals=intervals,
+        diagnostics={
+            "converged": bool(model.converged_),
+            "n_iter": int(model.n_iter_),
+            "lower_bound": float(model.lower_bound_),
+            "n_init": options.n_init,
+        },
+        em_trace=np.asarray(model.lower_bounds_, dtype=float),
+        em_history=_history_arrays(model.history_) if keep else None,
+        params=_aligned(estimate, dataset.truth),
+    )
+
+
+def _history_arrays(history: Any) -> dict[str, np.ndarray]:
+    """Stack EM ``history_`` snapshots into arrays with a leading iteration axis."""
+    keys = ("lower_bound", "weights", "means", "covariances")
+    return {key: np.stack([np.asarray(_field(snap, key)) for snap in history]) for key in keys}
+
+
+def _field(snapshot: Any, key: str) -> Any:
+    return snapshot[key] if isinstance(snapshot, dict) else getattr(snapshot, key)
+
+
+def _fit_bayes(
+    dataset: Dataset,
+    name: str,
+    options: BayesOptions | AdviOptions,
+    seed: int,
+    em_params: MixtureParams | None,
+    levels: tuple[float, ...],
+    keep: bool,
+) -> FitRecord:
+    from workbench.bayes import fit_bayes
+    from workbench.metrics import score_posterior
+
+    if isinstance(options, BayesOptions):
+        sampler, chains = options.sampler, options.chains
+    else:
+        sampler, chains = "advi", 1
+    start = time.perf_counter()
+    fit = fit_bayes(
+        dataset.X_train,
+        dataset.truth.n_components,
+        covariance_type=options.covariance_type,
+        sampler=sampler,
+        chains=chains,
+        draws=options.draws,
+        tune=options.tune,
+        priors=options.priors or None,
+        init=em_params if options.start_at_em else None,
+        reference=em_params,
+        random_seed=seed,
+        progressbar=False,
+    )
+    seconds = time.perf_counter() - start
+    weights, means, covariances = fit.flat_draws()
+    score = score_posterior(
+        dataset,
+        weights,
+        means,
+        covariances,
+        method=name,
+        levels=levels,
+        fit_seconds=seconds,
+    )
+    estimates, intervals = _score_rows(score)
+    return FitRecord(
+        method=name,
+        status="ok",
+        fit_seconds=seconds,
+        metrics=dict(score.metrics),
+        estimates=estimates,
+        intervals=intervals,
+        diagnostics=dict(fit.diagnostics),
+        params=_aligned(fit.posterior_mean(), dataset.truth),
+        draws=fit.idata if keep else None,
+    )
