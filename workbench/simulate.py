@@ -63,6 +63,7 @@ from workbench.mixture import MixtureParams
 
 __all__ = [
     "COVARIANCE_STRUCTURES",
+    "MIN_OVERLAP",
     "MISSPECIFICATIONS",
     "OVERLAP_DRAWS",
     "OVERLAP_RTOL",
@@ -81,6 +82,9 @@ MISSPECIFICATIONS: tuple[str, ...] = ("none", "student_t", "skew", "outliers")
 
 OVERLAP_DRAWS = 100_000
 OVERLAP_SEED = 20_120_101
+# Smaller targets are not resolved by OVERLAP_DRAWS draws: at 0.001 an omega_{j|i} rests
+# on about 50 misclassified draws.
+MIN_OVERLAP = 0.001
 # Relative tolerance on the achieved average overlap, checked in the tests against an
 # independent estimate (different draws, sampled through workbench.mixture). About five
 # Monte Carlo standard errors of the estimate at overlap 0.01 with K=3.
@@ -119,7 +123,9 @@ class Scenario:
         Largest over smallest eigenvalue of each covariance, ``>= 1``. Must be 1 for
         ``'spherical'`` and when ``d == 1``.
     overlap : float
-        Target average pairwise overlap (MixSim's ``BarOmega``), in ``(0, 1)``.
+        Target average pairwise overlap (MixSim's ``BarOmega``), in ``[0.001, 1)``. Large
+        targets may be unreachable for some weights and covariances; :func:`simulate`
+        then raises ``ValueError``.
     misspecification : {'none', 'student_t', 'skew', 'outliers'}
     df : float
         Degrees of freedom of the Student-t components, ``> 2``.
@@ -160,7 +166,10 @@ class Scenario:
             raise _bad("misspecification", self.misspecification, f"one of {MISSPECIFICATIONS}")
         reals = {
             "condition_number": (lambda v: v >= 1, "a number >= 1"),
-            "overlap": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+            "overlap": (
+                lambda v: MIN_OVERLAP <= v < 1,
+                f"a number in [{MIN_OVERLAP}, 1) (Monte Carlo resolution)",
+            ),
             "df": (lambda v: v > 2, "a number > 2 (the t covariance must exist)"),
             "skewness": (math.isfinite, "a finite number"),
             "outlier_fraction": (lambda v: 0 < v < 0.5, "a number in (0, 0.5)"),
