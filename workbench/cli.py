@@ -78,8 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         executor = LocalExecutor(args.workers or default_workers())
     print(
         f"study {config.name!r}: {len(config.conditions)} conditions x {config.replications} "
-        f"replications, methods {', '.join(config.methods)}; running on {executor.description}",
-        file=sys.stderr,
+        f"replications, methods {', '.join(config.methods)}; running on {executor.description}"
     )
     summary = run_study(
         config,

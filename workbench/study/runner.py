@@ -127,6 +127,9 @@ def open_store_for_run(
     """
     if overwrite:
         _remove_store(directory)
+    # half-written draws of tasks killed in flight (the run lock is held, so none is live)
+    for orphan in (directory / DRAWS_DIR).glob("*.tmp*"):
+        orphan.unlink()
     if (directory / DB_NAME).exists():
         store = StudyStore(directory)
         if store.config_hash != config.config_hash():

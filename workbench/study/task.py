@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from workbench.align import align_to_reference
-from workbench.em import GaussianMixture
-from workbench.mixture import MixtureParams
+from workbench.em import EMHistory, GaussianMixture
+from workbench.mixture import MixtureParams, to_full_covariances
 from workbench.simulate import Dataset, Scenario, simulate
 from workbench.study.config import AdviOptions, BayesOptions, EMOptions
 from workbench.study.seeds import task_streams
@@ -215,19 +215,23 @@ def _fit_em(dataset: Dataset, options: EMOptions, seed: int, keep: bool) -> FitR
             "n_init": options.n_init,
         },
         em_trace=np.asarray(model.lower_bounds_, dtype=float),
-        em_history=_history_arrays(model.history_) if keep else None,
+        em_history=_history_arrays(model.history_, options.covariance_type) if keep else None,
         params=_aligned(estimate, dataset.truth),
     )
 
 
-def _history_arrays(history: Any) -> dict[str, np.ndarray]:
-    """Stack EM ``history_`` snapshots into arrays with a leading iteration axis."""
-    keys = ("lower_bound", "weights", "means", "covariances")
-    return {key: np.stack([np.asarray(_field(snap, key)) for snap in history]) for key in keys}
-
-
-def _field(snapshot: Any, key: str) -> Any:
-    return snapshot[key] if isinstance(snapshot, dict) else getattr(snapshot, key)
+def _history_arrays(history: EMHistory, covariance_type: str) -> dict[str, np.ndarray]:
+    """EM ``history_`` as arrays with dense covariances of shape (T, K, d, d)."""
+    k, d = history.means.shape[1:]
+    covariances = np.stack(
+        [to_full_covariances(c, covariance_type, k, d) for c in history.covariances]
+    )
+    return {
+        "lower_bound": history.lower_bound,
+        "weights": history.weights,
+        "means": history.means,
+        "covariances": covariances,
+    }
 
 
 def _fit_bayes(
