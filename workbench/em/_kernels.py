@@ -1,0 +1,264 @@
+"""The fused EM pass: E-step, log-likelihood and sufficient statistics in one sweep over X.
+
+scikit-learn spends most of an EM iteration allocating ``(n_samples, n_features)``
+temporaries per component and walking the data several times (log densities,
+log-sum-exp, responsibilities, then one pass per statistic in the M-step). Here every
+row is read once: its log density under each component, its responsibilities, and its
+contribution to the per-component sums are computed while the row is in cache. Rows are
+split into a fixed number of chunks that depend only on ``n_samples`` (never on the
+thread count), each chunk has its own accumulators, and the chunks are summed in order
+afterwards, so results are bit-for-bit reproducible on any machine and thread count.
+
+Statistics are accumulated around a per-component shift (the current means), which keeps
+the second moments free of the cancellation that ``E[xx'] - mu mu'`` suffers when the
+data sit far from the origin.
+
+The log density written out here is the scalar form of
+:func:`workbench.mixture.component_log_prob`; ``tests/test_em_kernels.py`` checks that the
+two agree.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+import numpy as np
+from numba import get_num_threads, njit, parallel_chunksize, prange, set_num_threads
+
+from workbench.mixture import LOG_2PI
+
+__all__ = ["SufficientStats", "n_chunks_for", "sufficient_statistics"]
+
+# A chunk of this many rows keeps a thread busy long enough to amortise scheduling, while
+# MAX_CHUNKS bounds the memory of the per-chunk accumulators (MAX_CHUNKS * K * d * d).
+_ROWS_PER_CHUNK = 4096
+_MAX_CHUNKS = 64
+_MIN_PARALLEL_CHUNKS = 8
+
+# Concurrent calls into a parallel numba kernel from several Python threads are only safe
+# on some threading layers; serialising them costs little, since a large call already
+# uses every core.
+_KERNEL_LOCK = threading.Lock()
+
+
+class SufficientStats(NamedTuple):
+    """Weighted sufficient statistics of one pass, accumulated around ``shift``.
+
+    Attributes
+    ----------
+    resp_sum : ndarray of shape (n_components,)
+        ``R_k = sum_i w_i r_ik``.
+    first : ndarray of shape (n_components, n_features)
+        ``sum_i w_i r_ik (x_i - shift_k)``.
+    second : ndarray of shape (n_components, n_features, n_features) or (n_components, n_features)
+        ``sum_i w_i r_ik (x_i - shift_k)(x_i - shift_k)^T`` (full matrix) or its diagonal.
+    shift : ndarray of shape (n_components, n_features)
+    log_likelihood : float
+        ``sum_i w_i log p(x_i)`` under the parameters of the E-step; 0 if responsibilities
+        were given rather than computed.
+    weight_sum : float
+        ``sum_i w_i``.
+    """
+
+    resp_sum: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    shift: np.ndarray
+    log_likelihood: float
+    weight_sum: float
+
+
+def n_chunks_for(n_samples: int) -> int:
+    """Number of row chunks for ``n_samples`` rows; depends on nothing else."""
+    return int(min(_MAX_CHUNKS, max(1, n_samples // _ROWS_PER_CHUNK)))
+
+
+@njit(parallel=True, fastmath=False, cache=True, nogil=True)
+def _fused_pass(
+    X, sample_weight, resp, shift, prec_matrix, prec_diag, log_weights, log_det, matrix, n_chunks
+):  # pragma: no cover - compiled; exercised through sufficient_statistics
+    n_samples, n_features = X.shape
+    n_components = shift.shape[0]
+    has_weights = sample_weight.shape[0] > 0
+    given_resp = resp.shape[0] > 0
+    second_rows = n_features if matrix else 1
+
+    resp_sum = np.zeros((n_chunks, n_components))
+    first = np.zeros((n_chunks, n_components, n_features))
+    second = np.zeros((n_chunks, n_components, second_rows, n_features))
+    loglik = np.zeros(n_chunks)
+    const = n_features * LOG_2PI
+
+    chunk = (n_samples + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        diff = np.empty((n_components, n_features))
+        lp = np.empty(n_components)
+        start = c * chunk
+        stop = min(n_samples, start + chunk)
+        for i in range(start, stop):
+            w = sample_weight[i] if has_weights else 1.0
+            if w == 0.0:
+                continue
+            for k in range(n_components):
+                for a in range(n_features):
+                    diff[k, a] = np.float64(X[i, a]) - shift[k, a]
+            if given_resp:
+                for k in range(n_components):
+                    lp[k] = w * resp[i, k]
+            else:
+                top = -np.inf
+                for k in range(n_components):
+                    maha = 0.0
+                    if matrix:
+                        # y = (x - mu) @ U with U upper triangular: y_j sums rows a <= j.
+                        for j in range(n_features):
+                            y = 0.0
+                            for a in range(j + 1):
+                                y += diff[k, a] * prec_matrix[k, a, j]
+                            maha += y * y
+                    else:
+                        for a in range(n_features):
+                            y = diff[k, a] * prec_diag[k, a]
+                            maha += y * y
+                    lp[k] = -0.5 * (const + maha) + log_det[k] + log_weights[k]
+                    if lp[k] > top:
+                        top = lp[k]
+                if top == -np.inf:
+                    # No component gives this row positive density; it carries no
+                    # responsibility rather than a 0/0.
+                    loglik[c] += -np.inf
+                    continue
+                # One exp per component: r_k = exp(lp_k - top) / sum_j exp(lp_j - top).
+                total = 0.0
+                for k in range(n_components):
+                    lp[k] = np.exp(lp[k] - top)
+                    total += lp[k]
+                loglik[c] += w * (top + np.log(total))
+                scale = w / total
+                for k in range(n_components):
+                    lp[k] *= scale
+            for k in range(n_components):
+                r = lp[k]
+                if r == 0.0:
+                    continue
+                resp_sum[c, k] += r
+                for a in range(n_features):
+                    rd = r * diff[k, a]
+                    first[c, k, a] += rd
+                    if matrix:
+                        for b in range(a, n_features):
+                            second[c, k, a, b] += rd * diff[k, b]
+                    else:
+                        second[c, k, 0, a] += rd * diff[k, a]
+
+    # Chunks are summed in a fixed order so the result does not depend on scheduling.
+    out_resp = np.zeros(n_components)
+    out_first = np.zeros((n_components, n_features))
+    out_second = np.zeros((n_components, second_rows, n_features))
+    out_loglik = 0.0
+    for c in range(n_chunks):
+        out_resp += resp_sum[c]
+        out_first += first[c]
+        out_second += second[c]
+        out_loglik += loglik[c]
+    return out_resp, out_first, out_second, out_loglik
+
+
+def sufficient_statistics(
+    X: np.ndarray,
+    *,
+    shift: np.ndarray,
+    covariance_type: str,
+    sample_weight: np.ndarray | None = None,
+    resp: np.ndarray | None = None,
+    log_weights: np.ndarray | None = None,
+    precisions_cholesky: np.ndarray | None = None,
+) -> SufficientStats:
+    """One pass over ``X``: responsibilities (computed or given) and weighted statistics.
+
+    Either ``resp`` is given (initialisation from hard or soft labels), or ``log_weights``
+    and ``precisions_cholesky`` are, and the pass runs the E-step itself with the
+    component means equal to ``shift``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float64 or float32
+    shift : ndarray of shape (n_components, n_features)
+        Centre of each component's accumulation; the current means during EM.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    sample_weight : ndarray of shape (n_samples,), optional
+    resp : ndarray of shape (n_samples, n_components), optional
+    log_weights : ndarray of shape (n_components,), optional
+    precisions_cholesky : ndarray, optional
+        Shaped by ``covariance_type`` as in :mod:`workbench.mixture`.
+
+    Returns
+    -------
+    SufficientStats
+        ``second`` is a full ``(K, d, d)`` matrix for 'full' and 'tied', and the
+        ``(K, d)`` diagonal for 'diag' and 'spherical'.
+    """
+    from workbench.mixture import log_det_precision_cholesky
+
+    n_samples, n_features = X.shape
+    shift = np.ascontiguousarray(shift, dtype=np.float64)
+    n_components = shift.shape[0]
+    matrix = covariance_type in ("full", "tied")
+    weights_arg = (
+        np.empty(0) if sample_weight is None else np.ascontiguousarray(sample_weight, float)
+    )
+    empty_matrix = np.empty((0, 0, 0))
+    empty_diag = np.empty((0, 0))
+    if resp is not None:
+        resp_arg = np.ascontiguousarray(resp, dtype=np.float64)
+        prec_matrix, prec_diag = empty_matrix, empty_diag
+        log_weights_arg = log_det = np.zeros(n_components)
+    else:
+        resp_arg = empty_diag
+        prec = np.asarray(precisions_cholesky, dtype=np.float64)
+        log_det = np.broadcast_to(
+            log_det_precision_cholesky(prec, covariance_type, n_features), (n_components,)
+        ).astype(np.float64)
+        log_weights_arg = np.ascontiguousarray(log_weights, dtype=np.float64)
+        if covariance_type == "full":
+            prec_matrix, prec_diag = np.ascontiguousarray(prec), empty_diag
+        elif covariance_type == "tied":
+            prec_matrix = np.ascontiguousarray(
+                np.broadcast_to(prec, (n_components, n_features, n_features))
+            )
+            prec_diag = empty_diag
+        elif covariance_type == "diag":
+            prec_matrix, prec_diag = empty_matrix, np.ascontiguousarray(prec)
+        else:
+            prec_matrix = empty_matrix
+            prec_diag = np.ascontiguousarray(np.repeat(prec[:, None], n_features, axis=1))
+    n_chunks = n_chunks_for(n_samples)
+    # Below _MIN_PARALLEL_CHUNKS a pass takes about a millisecond, less than a thread can
+    # lose waiting at the barrier for a core that another process holds.
+    n_threads = get_num_threads() if n_chunks >= _MIN_PARALLEL_CHUNKS else 1
+    previous_threads = get_num_threads()
+    with _KERNEL_LOCK, parallel_chunksize(1):
+        set_num_threads(n_threads)
+        try:
+            resp_sum, first, second, loglik = _fused_pass(
+                X,
+                weights_arg,
+                resp_arg,
+                shift,
+                prec_matrix,
+                prec_diag,
+                log_weights_arg,
+                log_det,
+                matrix,
+                n_chunks,
+            )
+        finally:
+            set_num_threads(previous_threads)
+    if matrix:
+        # Only the upper triangle was accumulated.
+        second = np.triu(second) + np.swapaxes(np.triu(second, 1), 1, 2)
+    else:
+        second = second[:, 0, :]
+    weight_sum = float(n_samples) if sample_weight is None else float(np.sum(weights_arg))
+    return SufficientStats(resp_sum, first, second, shift, float(loglik), weight_sum)

@@ -1,0 +1,243 @@
+"""Pure EM step functions: M-step from sufficient statistics, one full EM step, precisions.
+
+The estimator in :mod:`workbench.em._estimator` wraps these. Each function takes arrays
+and returns new arrays; nothing here holds state.
+
+The M-step reproduces scikit-learn's estimates exactly in exact arithmetic, including its
+``10 * eps`` added to every component's mass (so an empty component never divides by
+zero) and ``reg_covar`` added to the diagonal. Only the accumulation differs: a centred
+sweep instead of dense ``(n_samples, n_components)`` responsibilities.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy import linalg
+
+from workbench.em._kernels import SufficientStats, sufficient_statistics
+from workbench.mixture import precisions_cholesky_from_covariances
+
+__all__ = [
+    "EMState",
+    "StepResult",
+    "covariances_from_precisions",
+    "em_step",
+    "m_step",
+    "precisions_cholesky_from_precisions",
+    "safe_precisions_cholesky",
+]
+
+
+class EMState(NamedTuple):
+    """Mixture parameters in scikit-learn's shapes for one covariance type.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (n_components,)
+    means : ndarray of shape (n_components, n_features)
+    covariances : ndarray
+        (K, d, d) full, (d, d) tied, (K, d) diag, (K,) spherical.
+    precisions_cholesky : ndarray
+        Same shape as ``covariances``.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+
+
+class StepResult(NamedTuple):
+    """Outcome of one EM step.
+
+    Attributes
+    ----------
+    state : EMState
+        Parameters after the M-step. Collapsed components hold placeholder precisions.
+    lower_bound : float
+        Weighted mean log-likelihood of the data under the parameters *before* the step
+        (what scikit-learn records in ``lower_bounds_``).
+    collapsed : tuple of int
+        Components whose new covariance is not positive definite.
+    """
+
+    state: EMState
+    lower_bound: float
+    collapsed: tuple[int, ...]
+
+
+def m_step(
+    stats: SufficientStats, *, reg_covar: float, covariance_type: str, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Component masses, means and covariances from centred sufficient statistics.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+    reg_covar : float
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    dtype : numpy dtype
+        Dtype of the data; its machine epsilon sets the ``10 * eps`` mass floor and the
+        outputs are cast to it (float32 data give float32 parameters, as in scikit-learn).
+
+    Returns
+    -------
+    nk : ndarray of shape (n_components,)
+        Component masses including the ``10 * eps`` floor (not normalised).
+    means : ndarray of shape (n_components, n_features)
+    covariances : ndarray
+        Shaped by ``covariance_type``.
+    """
+    resp_sum, first, second, shift = stats.resp_sum, stats.first, stats.second, stats.shift
+    nk = resp_sum + 10 * np.finfo(dtype).eps
+    means = (first + resp_sum[:, None] * shift) / nk[:, None]
+    delta = means - shift
+    n_features = means.shape[1]
+    if covariance_type in ("full", "tied"):
+        # sum_i r (x - mu)(x - mu)^T expanded around the shift: exact in exact arithmetic.
+        cross = delta[:, :, None] * first[:, None, :]
+        scatter = (
+            second
+            - cross
+            - np.swapaxes(cross, 1, 2)
+            + resp_sum[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        )
+        if covariance_type == "full":
+            covariances = scatter / nk[:, None, None]
+            covariances += reg_covar * np.eye(n_features)
+        else:
+            # scikit-learn computes (X^T X - sum_k nk mu mu^T) / sum(nk); the (nk - R) term
+            # carries the eps floor that formula includes.
+            extra = (nk - resp_sum)[:, None, None] * means[:, :, None] * means[:, None, :]
+            covariances = np.sum(scatter + extra, axis=0) / np.sum(nk)
+            covariances += reg_covar * np.eye(n_features)
+    else:
+        scatter = second - 2.0 * delta * first + resp_sum[:, None] * delta**2
+        # Mirrors scikit-learn's E_r[x^2] - mu^2, including its eps-floor term.
+        covariances = scatter / nk[:, None] + ((nk - resp_sum) / nk)[:, None] * means**2
+        covariances += reg_covar
+        if covariance_type == "spherical":
+            covariances = covariances.mean(axis=1)
+    return nk.astype(dtype), means.astype(dtype), covariances.astype(dtype)
+
+
+def safe_precisions_cholesky(
+    covariances: np.ndarray, covariance_type: str
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Precision Cholesky factors, reporting collapsed components instead of raising.
+
+    Parameters
+    ----------
+    covariances : ndarray
+        Shaped by ``covariance_type``.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    precisions_cholesky : ndarray
+        Same shape as ``covariances``; collapsed components get an identity placeholder.
+    collapsed : tuple of int
+        Components whose covariance is not finite and positive definite. For 'tied' the
+        single shared covariance is reported as component 0.
+    """
+    covariances = np.asarray(covariances)
+    if covariance_type == "tied":
+        if not np.all(np.isfinite(covariances)):
+            return np.eye(covariances.shape[0], dtype=covariances.dtype), (0,)
+        try:
+            return precisions_cholesky_from_covariances(covariances, "tied"), ()
+        except ValueError:
+            return np.eye(covariances.shape[0], dtype=covariances.dtype), (0,)
+    out = np.empty_like(covariances)
+    collapsed = []
+    for k in range(covariances.shape[0]):
+        cov = covariances[k : k + 1]
+        try:
+            if not np.all(np.isfinite(cov)):
+                raise ValueError("non-finite covariance")
+            out[k] = precisions_cholesky_from_covariances(cov, covariance_type)[0]
+        except ValueError:
+            collapsed.append(k)
+            out[k] = np.eye(cov.shape[-1], dtype=cov.dtype) if covariance_type == "full" else 1
+    return out, tuple(collapsed)
+
+
+def em_step(
+    X: np.ndarray,
+    state: EMState,
+    *,
+    reg_covar: float,
+    covariance_type: str,
+    sample_weight: np.ndarray | None = None,
+) -> StepResult:
+    """One EM iteration: a fused E-step pass, then the M-step.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    state : EMState
+        Current parameters; none of its components may be collapsed.
+    reg_covar : float
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    sample_weight : ndarray of shape (n_samples,), optional
+
+    Returns
+    -------
+    StepResult
+    """
+    with np.errstate(divide="ignore"):
+        # A component with zero initial weight has log weight -inf: it takes no mass.
+        log_weights = np.log(state.weights.astype(np.float64))
+    stats = sufficient_statistics(
+        X,
+        shift=state.means,
+        covariance_type=covariance_type,
+        sample_weight=sample_weight,
+        log_weights=log_weights,
+        precisions_cholesky=state.precisions_cholesky,
+    )
+    nk, means, covariances = m_step(
+        stats, reg_covar=reg_covar, covariance_type=covariance_type, dtype=X.dtype
+    )
+    weights = nk / np.sum(nk)
+    precisions_cholesky, collapsed = safe_precisions_cholesky(covariances, covariance_type)
+    lower_bound = stats.log_likelihood / stats.weight_sum
+    return StepResult(
+        EMState(weights, means, covariances, precisions_cholesky), lower_bound, collapsed
+    )
+
+
+def _flip(matrix: np.ndarray) -> np.ndarray:
+    return matrix[::-1, ::-1]
+
+
+def precisions_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Upper Cholesky factors ``U`` with ``precision = U U^T`` from precision matrices.
+
+    Reversing rows and columns turns the lower Cholesky factor into the upper one we need
+    (scikit-learn issue #26415), so no covariance inverse is formed.
+
+    Parameters
+    ----------
+    precisions : ndarray
+        (K, d, d) full, (d, d) tied, (K, d) diag, (K,) spherical.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    ndarray of the same shape.
+    """
+    if covariance_type == "full":
+        return np.stack([_flip(linalg.cholesky(_flip(p), lower=True)) for p in precisions])
+    if covariance_type == "tied":
+        return _flip(linalg.cholesky(_flip(precisions), lower=True))
+    return np.sqrt(precisions)
+
+
+def covariances_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Invert precisions of any covariance type (shapes as in :class:`EMState`)."""
+    if covariance_type in ("full", "tied"):
+        return np.linalg.inv(precisions)
+    return 1.0 / precisions
