@@ -1,6 +1,18 @@
 """workbench: compare EM and Bayesian inference for Gaussian mixtures against known truth."""
 
 from workbench.em import GaussianMixture
+from workbench.metrics import score_point_estimate, score_posterior
 from workbench.mixture import MixtureParams, log_prob, sample
+from workbench.simulate import Dataset, Scenario, simulate
 
-__all__ = ["GaussianMixture", "MixtureParams", "log_prob", "sample"]
+__all__ = [
+    "Dataset",
+    "GaussianMixture",
+    "MixtureParams",
+    "Scenario",
+    "log_prob",
+    "sample",
+    "score_point_estimate",
+    "score_posterior",
+    "simulate",
+]
