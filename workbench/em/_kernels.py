@@ -74,84 +74,121 @@ def n_chunks_for(n_samples: int) -> int:
     return int(min(_MAX_CHUNKS, max(1, n_samples // _ROWS_PER_CHUNK)))
 
 
+@njit(fastmath=False, cache=True, nogil=True)
+def _chunk_pass(
+    X,
+    sample_weight,
+    resp,
+    shift,
+    prec_matrix,
+    prec_diag,
+    log_weights,
+    log_det,
+    matrix,
+    start,
+    stop,
+    resp_sum,
+    first,
+    second,
+):  # pragma: no cover - compiled; exercised through sufficient_statistics
+    """Rows ``start:stop``: add into ``resp_sum``, ``first``, ``second``; return log-lik."""
+    n_features = X.shape[1]
+    n_components = shift.shape[0]
+    has_weights = sample_weight.shape[0] > 0
+    given_resp = resp.shape[0] > 0
+    const = n_features * LOG_2PI
+    diff = np.empty((n_components, n_features))
+    lp = np.empty(n_components)
+    loglik = 0.0
+    for i in range(start, stop):
+        w = sample_weight[i] if has_weights else 1.0
+        if w == 0.0:
+            continue
+        for k in range(n_components):
+            for a in range(n_features):
+                diff[k, a] = np.float64(X[i, a]) - shift[k, a]
+        if given_resp:
+            for k in range(n_components):
+                lp[k] = w * resp[i, k]
+        else:
+            top = -np.inf
+            for k in range(n_components):
+                maha = 0.0
+                if matrix:
+                    # y = (x - mu) @ U with U upper triangular: y_j sums rows a <= j.
+                    for j in range(n_features):
+                        y = 0.0
+                        for a in range(j + 1):
+                            y += diff[k, a] * prec_matrix[k, a, j]
+                        maha += y * y
+                else:
+                    for a in range(n_features):
+                        y = diff[k, a] * prec_diag[k, a]
+                        maha += y * y
+                lp[k] = -0.5 * (const + maha) + log_det[k] + log_weights[k]
+                if lp[k] > top:
+                    top = lp[k]
+            if top == -np.inf:
+                # No component gives this row positive density; it carries no
+                # responsibility rather than a 0/0.
+                loglik += -np.inf
+                continue
+            # One exp per component: r_k = exp(lp_k - top) / sum_j exp(lp_j - top).
+            total = 0.0
+            for k in range(n_components):
+                lp[k] = np.exp(lp[k] - top)
+                total += lp[k]
+            loglik += w * (top + np.log(total))
+            scale = w / total
+            for k in range(n_components):
+                lp[k] *= scale
+        for k in range(n_components):
+            r = lp[k]
+            if r == 0.0:
+                continue
+            resp_sum[k] += r
+            for a in range(n_features):
+                rd = r * diff[k, a]
+                first[k, a] += rd
+                if matrix:
+                    for b in range(a, n_features):
+                        second[k, a, b] += rd * diff[k, b]
+                else:
+                    second[k, 0, a] += rd * diff[k, a]
+    return loglik
+
+
+# The parallel driver only splits rows and reduces: keeping the heavy loop in a serial
+# function cuts numba's compile time several-fold (parfor lowering is the slow part).
 @njit(parallel=True, fastmath=False, cache=True, nogil=True)
 def _fused_pass(
     X, sample_weight, resp, shift, prec_matrix, prec_diag, log_weights, log_det, matrix, n_chunks
 ):  # pragma: no cover - compiled; exercised through sufficient_statistics
     n_samples, n_features = X.shape
     n_components = shift.shape[0]
-    has_weights = sample_weight.shape[0] > 0
-    given_resp = resp.shape[0] > 0
     second_rows = n_features if matrix else 1
-
     resp_sum = np.zeros((n_chunks, n_components))
     first = np.zeros((n_chunks, n_components, n_features))
     second = np.zeros((n_chunks, n_components, second_rows, n_features))
     loglik = np.zeros(n_chunks)
-    const = n_features * LOG_2PI
-
     chunk = (n_samples + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
-        diff = np.empty((n_components, n_features))
-        lp = np.empty(n_components)
-        start = c * chunk
-        stop = min(n_samples, start + chunk)
-        for i in range(start, stop):
-            w = sample_weight[i] if has_weights else 1.0
-            if w == 0.0:
-                continue
-            for k in range(n_components):
-                for a in range(n_features):
-                    diff[k, a] = np.float64(X[i, a]) - shift[k, a]
-            if given_resp:
-                for k in range(n_components):
-                    lp[k] = w * resp[i, k]
-            else:
-                top = -np.inf
-                for k in range(n_components):
-                    maha = 0.0
-                    if matrix:
-                        # y = (x - mu) @ U with U upper triangular: y_j sums rows a <= j.
-                        for j in range(n_features):
-                            y = 0.0
-                            for a in range(j + 1):
-                                y += diff[k, a] * prec_matrix[k, a, j]
-                            maha += y * y
-                    else:
-                        for a in range(n_features):
-                            y = diff[k, a] * prec_diag[k, a]
-                            maha += y * y
-                    lp[k] = -0.5 * (const + maha) + log_det[k] + log_weights[k]
-                    if lp[k] > top:
-                        top = lp[k]
-                if top == -np.inf:
-                    # No component gives this row positive density; it carries no
-                    # responsibility rather than a 0/0.
-                    loglik[c] += -np.inf
-                    continue
-                # One exp per component: r_k = exp(lp_k - top) / sum_j exp(lp_j - top).
-                total = 0.0
-                for k in range(n_components):
-                    lp[k] = np.exp(lp[k] - top)
-                    total += lp[k]
-                loglik[c] += w * (top + np.log(total))
-                scale = w / total
-                for k in range(n_components):
-                    lp[k] *= scale
-            for k in range(n_components):
-                r = lp[k]
-                if r == 0.0:
-                    continue
-                resp_sum[c, k] += r
-                for a in range(n_features):
-                    rd = r * diff[k, a]
-                    first[c, k, a] += rd
-                    if matrix:
-                        for b in range(a, n_features):
-                            second[c, k, a, b] += rd * diff[k, b]
-                    else:
-                        second[c, k, 0, a] += rd * diff[k, a]
-
+        loglik[c] = _chunk_pass(
+            X,
+            sample_weight,
+            resp,
+            shift,
+            prec_matrix,
+            prec_diag,
+            log_weights,
+            log_det,
+            matrix,
+            c * chunk,
+            min(n_samples, (c + 1) * chunk),
+            resp_sum[c],
+            first[c],
+            second[c],
+        )
     # Chunks are summed in a fixed order so the result does not depend on scheduling.
     out_resp = np.zeros(n_components)
     out_first = np.zeros((n_components, n_features))
