@@ -96,17 +96,25 @@ def _method_styles(methods: Sequence[str]) -> dict[str, dict[str, object]]:
 
 
 def _facet_grid(
-    n_rows: int, n_cols: int, *, width: float, height: float, sharex: bool | str = False
+    row_titles: Sequence[str], n_cols: int, *, width: float, height: float, sharex: bool
 ) -> tuple[Figure, np.ndarray]:
-    fig, axes = plt.subplots(
-        n_rows,
-        n_cols,
-        figsize=(width * n_cols, height * n_rows),
-        squeeze=False,
-        layout="constrained",
-        sharex=sharex,
-    )
+    """One row of panels per title; the title sits above its row, clear of tick labels."""
+    fig = plt.figure(figsize=(width * n_cols, height * len(row_titles) + 0.6), layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(len(row_titles), 1))
+    axes = np.empty((len(row_titles), n_cols), dtype=object)
+    for i, (subfig, title) in enumerate(zip(subfigs, row_titles, strict=True)):
+        axes[i] = np.atleast_1d(subfig.subplots(1, n_cols))
+        subfig.suptitle(title, x=0.01, ha="left", fontsize=10, fontweight="bold")
+        if sharex and i > 0:
+            for j in range(n_cols):
+                axes[i, j].sharex(axes[0, j])
     return fig, axes
+
+
+def _ordered(values: pd.Series, order: Sequence[str]) -> list[str]:
+    """Distinct values, those named in ``order`` first and in that order."""
+    present = list(dict.fromkeys(values))
+    return [v for v in order if v in present] + [v for v in present if v not in order]
 
 
 def _dodged_points(
@@ -122,9 +130,11 @@ def _dodged_points(
     marker_col: str | None = None,
 ) -> None:
     """Points with horizontal error bars, one row per label, groups dodged vertically."""
-    keys = list(frame[group].drop_duplicates()) if len(frame) else []
+    present = set(frame[group])
+    keys: list = [m for m in styles if m in present]
     if marker_col is not None:
-        keys = list(frame[[group, marker_col]].drop_duplicates().itertuples(index=False, name=None))
+        pairs = set(frame[[group, marker_col]].itertuples(index=False, name=None))
+        keys = [(m, k) for m in keys for k in markers if (m, k) in pairs]
     step = 0.6 / max(len(keys), 1)
     positions = {label: i for i, label in enumerate(rows)}
     for j, key in enumerate(keys):
@@ -175,11 +185,11 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
     _require_columns(summary, ["condition", "method", "kind", "parameter", "bias", "bias_mcse"])
     frame = summary.assign(halfwidth=z * summary["bias_mcse"])
     conditions = list(frame["condition"].drop_duplicates())
-    kinds = list(frame["kind"].drop_duplicates())
-    styles = _method_styles(list(frame["method"].drop_duplicates()))
+    kinds = _ordered(frame["kind"], ("weight", "mean", "covariance"))
+    styles = _method_styles(_ordered(frame["method"], ROLES))
     n_params = frame.groupby(["condition", "kind"])["parameter"].nunique()
     height = 0.5 + 0.28 * max(int(n_params.max()), 2) * (0.6 + 0.25 * len(styles))
-    fig, axes = _facet_grid(len(conditions), len(kinds), width=3.6, height=height, sharex="col")
+    fig, axes = _facet_grid(conditions, len(kinds), width=3.6, height=height, sharex=True)
     for i, condition in enumerate(conditions):
         for j, kind in enumerate(kinds):
             ax = axes[i, j]
@@ -195,12 +205,8 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
                 group="method",
                 styles=styles,
             )
-            if i == 0:
-                ax.set_title(kind)
-            if j == 0:
-                ax.set_ylabel(str(condition))
-            if i == len(conditions) - 1:
-                ax.set_xlabel("bias (estimate - truth)")
+            ax.set_title(kind, fontsize=9)
+            ax.set_xlabel("bias (estimate - truth)", fontsize=8)
     fig.legend(
         handles=[_method_handle(m, s) for m, s in styles.items()],
         title=f"error bars: +-{z:g} MCSE",
@@ -248,14 +254,14 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
     frame = summary.assign(halfwidth=z * summary["coverage_mcse"])
     conditions = list(frame["condition"].drop_duplicates())
     levels = sorted(frame["level"].unique())
-    styles = _method_styles(list(frame["method"].drop_duplicates()))
-    kinds = list(frame["interval"].drop_duplicates())
+    styles = _method_styles(_ordered(frame["method"], ROLES))
+    kinds = _ordered(frame["interval"], ("central", "hdi"))
     kind_markers = {
         kind: _INTERVAL_MARKERS[i % len(_INTERVAL_MARKERS)] for i, kind in enumerate(kinds)
     }
     n_rows = int(frame.groupby("condition")["parameter"].nunique().max())
     height = 0.6 + 0.22 * n_rows * (0.6 + 0.25 * len(styles) * len(kinds))
-    fig, axes = _facet_grid(len(conditions), len(levels), width=3.8, height=height)
+    fig, axes = _facet_grid(conditions, len(levels), width=3.8, height=height, sharex=False)
     for i, condition in enumerate(conditions):
         for j, level in enumerate(levels):
             ax = axes[i, j]
@@ -281,12 +287,8 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
             )
             lowest = min(float((sub["coverage"] - sub["halfwidth"]).min()), level - 0.15)
             ax.set_xlim(max(0.0, lowest - 0.02), 1.01)
-            if i == 0:
-                ax.set_title(f"nominal {level:.0%}")
-            if j == 0:
-                ax.set_ylabel(str(condition))
-            if i == len(conditions) - 1:
-                ax.set_xlabel("coverage of the truth")
+            ax.set_title(f"nominal {level:.0%}", fontsize=9)
+            ax.set_xlabel("coverage of the truth", fontsize=8)
     handles: list[mpl.artist.Artist] = [
         Patch(color=str(s["color"]), label=m) for m, s in styles.items()
     ]
@@ -322,6 +324,7 @@ def plot_posterior_vs_point(
     truth: xr.Dataset | None,
     var_names: Sequence[str] | None = None,
     col_wrap: int = 4,
+    labeller: BaseLabeller | None = None,
 ) -> az.PlotCollection:
     """Marginal posterior density of each parameter, with lines at the EM estimate and truth.
 
@@ -341,6 +344,10 @@ def plot_posterior_vs_point(
         Variables to draw; default all of ``posterior``.
     col_wrap : int, default 4
         Panels per row.
+    labeller : arviz_base.labels.BaseLabeller, optional
+        Makes the panel titles; default ``name[coords]`` on one line, e.g. ``mean[1, 0]``.
+        With one variable whose coordinate values already name the scalars (e.g.
+        ``"mean[1,0]"``), ``arviz_base.labels.NoVarLabeller()`` shows just those.
 
     Returns
     -------
@@ -359,7 +366,7 @@ def plot_posterior_vs_point(
         xr.DataTree.from_dict({"posterior": posterior}),
         var_names=var_names,
         point_estimate="mean",
-        labeller=_FlatLabeller(),
+        labeller=_FlatLabeller() if labeller is None else labeller,
         col_wrap=n_cols,
         visuals={
             "dist": {"color": bayes},
@@ -404,14 +411,13 @@ def plot_posterior_vs_point(
     return pc
 
 
-def _fits(
-    truth: MixtureParams | None, em: MixtureParams | None, bayes: MixtureParams | None
-) -> list[tuple[str, MixtureParams]]:
-    return [(r, p) for r, p in (("truth", truth), ("em", em), ("bayes", bayes)) if p is not None]
-
-
 def _fit_label(role: str) -> str:
-    return {"truth": "truth", "em": "EM estimate", "bayes": "Bayes posterior mean"}[role]
+    return {
+        "truth": "truth",
+        "em": "EM estimate",
+        "bayes": "Bayes posterior mean",
+        "advi": "ADVI posterior mean",
+    }[role]
 
 
 def _marginal(params: MixtureParams, dims: Sequence[int]) -> MixtureParams:
@@ -481,6 +487,7 @@ def plot_data_fit(
     truth: MixtureParams | None = None,
     em: MixtureParams | None = None,
     bayes: MixtureParams | None = None,
+    advi: MixtureParams | None = None,
     feature_names: Sequence[str] | None = None,
     max_features: int = 4,
 ) -> Figure:
@@ -496,8 +503,9 @@ def plot_data_fit(
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-    truth, em, bayes : MixtureParams or None
-        Fits with ``n_features`` features; ``None`` ones are left out.
+    truth, em, bayes, advi : MixtureParams or None
+        Fits with ``n_features`` features; ``None`` ones are left out. ``bayes`` and
+        ``advi`` are posterior means.
     feature_names : sequence of str, optional
         Axis labels; default ``x1, x2, ...``.
     max_features : int, default 4
@@ -516,7 +524,11 @@ def plot_data_fit(
     if X.ndim != 2:
         raise ValueError(f"X must have shape (n_samples, n_features), got {X.shape}")
     n, d = X.shape
-    fits = _fits(truth, em, bayes)
+    fits = [
+        (role, params)
+        for role, params in (("truth", truth), ("em", em), ("bayes", bayes), ("advi", advi))
+        if params is not None
+    ]
     for role, params in fits:
         if params.n_features != d:
             raise ValueError(

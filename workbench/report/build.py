@@ -1,0 +1,627 @@
+"""Build the comparison report of a stored study: ``index.html``, ``report.md``, CSV tables.
+
+The report reads the study's store (:class:`workbench.study.store.StudyStore`) and fits
+nothing. It writes into the output folder (by default the study's own folder,
+``reports/<study>/``)::
+
+    index.html          opens from disk: images are relative paths, CSS is inline
+    report.md           the same content as Markdown
+    figures/*.png       every plot
+    tables/*.csv        every table, unformatted (full precision), for pandas or R
+
+Selected fits (by default the first kept replication of each condition) get the detailed
+plots: the data with the fitted components, the posterior of each parameter against the EM
+estimate and the truth, and EM's lower bound and components moving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import matplotlib
+import numpy as np
+import pandas as pd
+import xarray as xr
+from arviz_base.labels import NoVarLabeller
+from matplotlib.figure import Figure
+
+from workbench.align import align_to_reference
+from workbench.mixture import MixtureParams
+from workbench.report import plots, tables
+from workbench.simulate import Scenario
+from workbench.study.config import load_study
+from workbench.study.store import DB_NAME, StudyStore
+from workbench.study.task import regenerate_dataset
+
+__all__ = ["build_report"]
+
+#: Resolution of the PNG figures: sharp on screen, small on disk.
+FIGURE_DPI = 80
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("workbench.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_NUMBER = re.compile(r"^-?[\d.]+(e[-+]?\d+)?( \(-?[\d.]+(e[-+]?\d+)?\))?$")
+_PARAMETER = re.compile(r"^(weight|mean|cov)\[(\d+(?:,\d+)*)\]$")
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A formatted table: strings ready for HTML and Markdown, and where its CSV lives."""
+
+    title: str
+    frame: pd.DataFrame
+    csv: str
+    note: str = ""
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    @property
+    def rows(self) -> list[list[str]]:
+        return [[_cell(v) for v in row] for row in self.frame.itertuples(index=False)]
+
+    @property
+    def align(self) -> list[str]:
+        """``"num"`` for columns of numbers (optionally with an MCSE), else ``"text"``."""
+        cells = self.rows
+        return [
+            "num" if all(_NUMBER.match(row[j]) for row in cells if row[j]) else "text"
+            for j in range(len(self.columns))
+        ]
+
+    @property
+    def markdown(self) -> str:
+        return tables.to_markdown(pd.DataFrame(self.rows, columns=self.columns))
+
+
+@dataclass(frozen=True)
+class _Figure:
+    src: str
+    alt: str
+    caption: str
+
+
+@dataclass
+class _SelectedFit:
+    title: str
+    figures: list[_Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def build_report(
+    study: str | os.PathLike[str],
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
+    selected: Sequence[tuple[int, int]] | None = None,
+) -> Path:
+    """Write the comparison report of a stored study and return the path of its HTML page.
+
+    Parameters
+    ----------
+    study : path-like
+        The study's TOML file (its ``[output] dir``, default ``reports/<name>/``, holds the
+        results) or the output folder itself.
+    output_dir : path-like, optional
+        Where to write the report; default the study's output folder.
+    selected : sequence of (condition_id, replication), optional
+        Fits that get the detailed plots. Default: per condition, the first replication
+        whose data and draws were kept (``[output] keep_draws``), else replication 0.
+
+    Returns
+    -------
+    pathlib.Path
+        ``output_dir / "index.html"``.
+
+    Raises
+    ------
+    ValueError
+        If the study has no stored results, or ``selected`` names a task that is not
+        stored.
+    """
+    directory = _study_directory(study)
+    out = directory if output_dir is None else Path(output_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    with StudyStore(directory) as store, matplotlib.rc_context({"savefig.dpi": FIGURE_DPI}):
+        context = _Report(store, out).context(selected)
+    for name, template in (("index.html", "report.html.j2"), ("report.md", "report.md.j2")):
+        text = _TEMPLATES.get_template(template).render(**context)
+        (out / name).write_text(text, encoding="utf-8")
+    return out / "index.html"
+
+
+def _study_directory(study: str | os.PathLike[str]) -> Path:
+    path = Path(study)
+    if path.is_dir():
+        directory = path
+    elif path.suffix == ".toml":
+        directory = load_study(path).output_dir
+    else:
+        raise ValueError(
+            f"study {str(study)!r} is neither a study TOML file nor an output folder; "
+            "give experiments/<name>.toml or reports/<name>"
+        )
+    if not (directory / DB_NAME).is_file():
+        raise ValueError(
+            f"no stored results in {directory} ({DB_NAME} is missing); run the study first: "
+            f"workbench run <study>.toml"
+        )
+    return directory
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class _Report:
+    """Reads the store once and turns it into the template's context."""
+
+    def __init__(self, store: StudyStore, out: Path) -> None:
+        self.store = store
+        self.out = out
+        self.meta = store.metadata()
+        self.config = json.loads(self.meta["config"])
+        self.conditions = store.conditions()
+        self.tasks = store.table("tasks")
+        self.fits = store.table("fits")
+        self.metrics = store.table("metrics")
+        self.estimates = store.table("estimates")
+        self.intervals = store.table("intervals")
+        self.diagnostics = store.table("diagnostics")
+        self.em_traces = store.table("em_traces")
+        self.labels = dict(
+            zip(self.conditions["condition_id"], self.conditions["label"], strict=True)
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _csv(self, frame: pd.DataFrame, name: str) -> str:
+        rel = f"tables/{name}.csv"
+        frame.to_csv(self.out / rel, index=False)
+        return rel
+
+    def _save(self, fig: Figure, name: str, alt: str, caption: str) -> _Figure:
+        rel = f"figures/{name}.png"
+        fig.savefig(self.out / rel)
+        matplotlib.pyplot.close(fig)
+        return _Figure(rel, alt, caption)
+
+    # ------------------------------------------------------------------ context
+    def context(self, selected: Sequence[tuple[int, int]] | None) -> dict[str, Any]:
+        flagged = tables.flagged_fits(self.tasks, self.fits, self.diagnostics, self.conditions)
+        self._csv(flagged, "flagged")
+        loglik_tables = self._loglik()
+        recovery_tables, recovery_figures = self._recovery()
+        diagnostics_tables = self._diagnostics()
+        selection = self._selection(selected)
+        return {
+            "study": self._study_summary(),
+            "flagged": _Table(
+                "Flagged fits",
+                flagged.drop(columns="condition_id").rename(columns={"condition": "condition"}),
+                "tables/flagged.csv",
+            ),
+            "n_flagged_fits": int(
+                flagged[["condition_id", "replication", "method"]].drop_duplicates().shape[0]
+            ),
+            "loglik_tables": loglik_tables,
+            "recovery_tables": recovery_tables,
+            "recovery_figures": recovery_figures,
+            "diagnostics_tables": diagnostics_tables,
+            "selected_fits": [self._selected_fit(c, r) for c, r in selection],
+            "colors": {plots.ROLE_LABELS[r]: plots.ROLE_COLORS[r] for r in plots.ROLES},
+            "thresholds": {"rhat": tables.RHAT_MAX, "ess": tables.ESS_MIN},
+        }
+
+    def _study_summary(self) -> dict[str, Any]:
+        replications = int(self.config.get("replications", 0))
+        expected = len(self.conditions) * replications
+        done = int((self.tasks["status"] == "ok").sum())
+        failed = int((self.tasks["status"] == "failed").sum())
+        return {
+            "name": self.meta["name"],
+            "description": self.config.get("description", ""),
+            "created_at": self.meta["created_at"],
+            "updated_at": self.meta["updated_at"],
+            "config_hash": self.meta["config_hash"],
+            "config_toml": self.meta["config_toml"],
+            "versions": json.loads(self.meta["versions"]),
+            "n_conditions": len(self.conditions),
+            "replications": replications,
+            "methods": sorted(self.fits["method"].unique()) if len(self.fits) else [],
+            "n_expected": expected,
+            "n_ok": done,
+            "n_failed": failed,
+            "n_remaining": max(expected - done - failed, 0),
+            "conditions": [{"id": int(c), "label": label} for c, label in self.labels.items()],
+        }
+
+    def _loglik(self) -> list[_Table]:
+        long = tables.loglik_table(self.metrics, self.fits, self.diagnostics, self.conditions)
+        diffs = tables.metric_differences(self.metrics, self.conditions)
+        self._csv(long, "metrics")
+        self._csv(diffs, "loglik_differences")
+        both = pd.concat([long, diffs], ignore_index=True)
+        rows = []
+        for (condition_id, method), group in both.groupby(["condition_id", "method"], sort=False):
+            by_metric = group.set_index("metric")
+            row: dict[str, str] = {"condition": self.labels[condition_id], "method": method}
+            for metric, heading in {
+                **tables.LOGLIK_METRICS,
+                "failed": "failed",
+                "nonconverged": "not converged",
+            }.items():
+                if metric in by_metric.index:
+                    row[heading] = tables.format_mcse(
+                        by_metric.at[metric, "mean"], by_metric.at[metric, "mcse"]
+                    )
+                else:
+                    row[heading] = ""
+            n = by_metric["n_sim"].drop(["failed", "nonconverged"], errors="ignore")
+            row["fits"] = f"{int(n.max())}" if len(n) else "0"
+            rows.append((condition_id, _method_rank(method), row))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        frame = pd.DataFrame([r[2] for r in rows])
+        note = (
+            "Mean per data point, with the Monte Carlo SE in brackets. Rows 'bayes - em' are "
+            "paired differences over the replications where both fits succeeded: a "
+            "difference several MCSEs from 0 is a real disagreement. 'failed' and 'not "
+            "converged' are rates over the attempted fits."
+        )
+        return [_Table("Log-likelihoods", frame, "tables/metrics.csv", note)]
+
+    def _recovery(self) -> tuple[list[_Table], list[_Figure]]:
+        recovery = tables.recovery_table(self.estimates, self.conditions)
+        coverage = tables.coverage_table(self.estimates, self.intervals, self.conditions)
+        self._csv(recovery, "recovery")
+        self._csv(coverage, "coverage")
+        figures = []
+        if len(recovery):
+            figures.append(
+                self._save(
+                    plots.plot_bias(recovery),
+                    "bias",
+                    "Forest plot of bias per parameter, condition and method",
+                    "Bias of each parameter (estimate minus truth, averaged over replications) "
+                    "with +-1.96 Monte Carlo SE. Bayes is the posterior mean.",
+                )
+            )
+        if len(coverage):
+            figures.append(
+                self._save(
+                    plots.plot_coverage(coverage),
+                    "coverage",
+                    "Coverage of credible intervals per parameter, condition and level",
+                    "Share of replications whose credible interval contains the truth, with "
+                    "+-1.96 MCSE. The black line is the nominal level; the grey band is where "
+                    "exactly calibrated intervals would fall 95% of the time.",
+                )
+            )
+        headline = _headline_level(coverage)
+        result = []
+        for condition_id, group in recovery.groupby("condition_id", sort=True):
+            result.append(
+                _Table(
+                    self.labels[condition_id],
+                    self._recovery_frame(group, coverage, headline),
+                    "tables/recovery.csv",
+                )
+            )
+        return result, figures
+
+    def _recovery_frame(
+        self, group: pd.DataFrame, coverage: pd.DataFrame, headline: tuple[str, float] | None
+    ) -> pd.DataFrame:
+        methods = sorted(dict.fromkeys(group["method"]), key=_method_rank)
+        parameters = list(dict.fromkeys(group["parameter"]))
+        frame = pd.DataFrame({"parameter": parameters})
+        truth = group.drop_duplicates("parameter").set_index("parameter")["mean_truth"]
+        frame["truth"] = [f"{truth[p]:.4g}" for p in parameters]
+        for method in methods:
+            rows = group[group["method"] == method].set_index("parameter")
+            for measure, heading in (("bias", "bias"), ("empse", "EmpSE"), ("rmse", "RMSE")):
+                frame[f"{method} {heading}"] = [
+                    tables.format_mcse(rows.at[p, measure], rows.at[p, f"{measure}_mcse"])
+                    if p in rows.index
+                    else ""
+                    for p in parameters
+                ]
+            if headline is not None:
+                kind, level = headline
+                cov = coverage[
+                    (coverage["condition_id"] == group["condition_id"].iloc[0])
+                    & (coverage["method"] == method)
+                    & (coverage["interval"] == kind)
+                    & (coverage["level"] == level)
+                ].set_index("parameter")
+                if len(cov):
+                    frame[f"{method} coverage {kind} {level:.0%}"] = [
+                        tables.format_mcse(cov.at[p, "coverage"], cov.at[p, "coverage_mcse"])
+                        if p in cov.index
+                        else ""
+                        for p in parameters
+                    ]
+            if "relprec" in rows.columns and rows["relprec"].notna().any():
+                frame[f"{method} precision vs EM (%)"] = [
+                    tables.format_mcse(rows.at[p, "relprec"], rows.at[p, "relprec_mcse"])
+                    if p in rows.index
+                    else ""
+                    for p in parameters
+                ]
+        return frame
+
+    def _diagnostics(self) -> list[_Table]:
+        per_fit = tables.fit_diagnostics(self.diagnostics)
+        per_fit = self.tasks[["condition_id", "replication", "seed"]].merge(
+            per_fit, on=["condition_id", "replication"], how="right"
+        )
+        self._csv(per_fit, "fit_diagnostics")
+        result = []
+        bayes = tables.bayes_diagnostics_table(self.diagnostics, self.conditions)
+        if len(bayes):
+            self._csv(bayes, "diagnostics_bayes")
+            shown = bayes.drop(columns="condition_id").rename(
+                columns={
+                    "n_fits": "fits",
+                    "max_r_hat": "max r_hat",
+                    "median_r_hat": "median r_hat",
+                    "n_r_hat_above": f"fits r_hat > {tables.RHAT_MAX}",
+                    "min_ess_bulk": "min bulk ESS",
+                    "min_ess_tail": "min tail ESS",
+                    "divergences": "divergences",
+                    "n_fits_divergent": "fits with divergences",
+                    "n_label_switching": "fits with label switching",
+                }
+            )
+            result.append(
+                _Table(
+                    "MCMC diagnostics",
+                    shown,
+                    "tables/diagnostics_bayes.csv",
+                    "r_hat and ESS are the worst over all parameters of a fit; the table gives "
+                    "the worst fit of each condition. Per-fit values: tables/fit_diagnostics.csv.",
+                )
+            )
+        em = tables.em_diagnostics_table(self.diagnostics, self.conditions)
+        if len(em):
+            self._csv(em, "diagnostics_em")
+            shown = em.drop(columns="condition_id").rename(
+                columns={
+                    "n_fits": "fits",
+                    "n_converged": "converged",
+                    "median_n_iter": "median iterations",
+                    "max_n_iter": "max iterations",
+                }
+            )
+            result.append(_Table("EM convergence", shown, "tables/diagnostics_em.csv"))
+        return result
+
+    # ------------------------------------------------------------------ selected fits
+    def _selection(self, selected: Sequence[tuple[int, int]] | None) -> list[tuple[int, int]]:
+        stored = {
+            (int(c), int(r)): bool(k)
+            for c, r, k in self.tasks[["condition_id", "replication", "kept"]].itertuples(
+                index=False
+            )
+        }
+        if selected is not None:
+            chosen = [(int(c), int(r)) for c, r in selected]
+            missing = [key for key in chosen if key not in stored]
+            if missing:
+                raise ValueError(
+                    f"selected fits {missing} are not stored; stored (condition_id, "
+                    f"replication) pairs are {sorted(stored)}"
+                )
+            return chosen
+        chosen = []
+        for condition_id in sorted({c for c, _ in stored}):
+            reps = sorted(r for c, r in stored if c == condition_id)
+            kept = [r for r in reps if stored[(condition_id, r)]]
+            chosen.append((condition_id, (kept or reps)[0]))
+        return chosen
+
+    def _selected_fit(self, condition_id: int, replication: int) -> _SelectedFit:
+        label = self.labels[condition_id]
+        entry = _SelectedFit(f"{label}, replication {replication}")
+        stem = f"c{condition_id:03d}-r{replication:04d}"
+        params = self.store.load_params(condition_id, replication)
+        truth = params.get("truth")
+        if truth is None:
+            entry.notes.append("The simulation failed: there is nothing to draw.")
+            return entry
+        X = self._training_data(condition_id, replication)
+        entry.figures.append(
+            self._save(
+                plots.plot_data_fit(
+                    X,
+                    truth=truth,
+                    em=params.get("em"),
+                    bayes=params.get("bayes"),
+                    advi=params.get("advi"),
+                ),
+                f"data-{stem}",
+                f"Training data of {label}, replication {replication}, with fitted components",
+                "Training data with the true mixture, the EM estimate and the posterior mean.",
+            )
+        )
+        for method in self.fits.loc[
+            (self.fits["condition_id"] == condition_id)
+            & (self.fits["replication"] == replication)
+            & (self.fits["status"] == "ok"),
+            "method",
+        ]:
+            if method == "em":
+                entry.figures.append(self._em_figure(condition_id, replication, X, truth, stem))
+            else:
+                figure = self._posterior_figure(condition_id, replication, method, truth, stem)
+                if figure is None:
+                    entry.notes.append(
+                        f"The {method} draws of this fit were not kept ([output] keep_draws)."
+                    )
+                else:
+                    entry.figures.append(figure)
+        return entry
+
+    def _training_data(self, condition_id: int, replication: int) -> np.ndarray:
+        try:
+            return self.store.load_dataset(condition_id, replication)["X_train"]
+        except KeyError:
+            scenario = self.conditions.set_index("condition_id").at[condition_id, "scenario"]
+            seed = int(
+                self.tasks.loc[
+                    (self.tasks["condition_id"] == condition_id)
+                    & (self.tasks["replication"] == replication),
+                    "seed",
+                ].iloc[0]
+            )
+            return regenerate_dataset(Scenario.from_dict(scenario), seed).X_train
+
+    def _em_figure(
+        self, condition_id: int, replication: int, X: np.ndarray, truth: MixtureParams, stem: str
+    ) -> _Figure:
+        trace = self.em_traces[
+            (self.em_traces["condition_id"] == condition_id)
+            & (self.em_traces["replication"] == replication)
+            & (self.em_traces["method"] == "em")
+        ].sort_values("iteration")
+        try:
+            history = self.store.load_em_history(condition_id, replication, "em")
+        except KeyError:
+            snapshots = []
+        else:
+            snapshots = [
+                (i, MixtureParams(w, m, c))
+                for i, (w, m, c) in enumerate(
+                    zip(history["weights"], history["means"], history["covariances"], strict=True)
+                )
+            ]
+        caption = "EM's lower bound (mean log-likelihood per point) after each iteration."
+        if snapshots:
+            caption += (
+                " Right: the components after selected iterations (iteration 0 is the "
+                "initialisation), fainter when earlier, against the truth."
+            )
+        return self._save(
+            plots.plot_em_trace(
+                trace["lower_bound"].to_numpy(float), snapshots=snapshots, X=X, truth=truth
+            ),
+            f"em-{stem}",
+            "EM lower bound per iteration and components moving",
+            caption,
+        )
+
+    def _posterior_figure(
+        self, condition_id: int, replication: int, method: str, truth: MixtureParams, stem: str
+    ) -> _Figure | None:
+        try:
+            idata = self.store.load_draws(condition_id, replication, method)
+        except KeyError:
+            return None
+        rows = self.estimates[
+            (self.estimates["condition_id"] == condition_id)
+            & (self.estimates["replication"] == replication)
+        ]
+        names = list(rows.loc[rows["method"] == method, "parameter"])
+        posterior = _posterior_by_parameter(idata, truth, names)
+        references = {}
+        for role in ("em", "truth"):
+            source = rows[rows["method"] == ("em" if role == "em" else method)]
+            column = "estimate" if role == "em" else "truth"
+            if len(source):
+                values = source.set_index("parameter").loc[names, column].to_numpy(float)
+                references[role] = xr.Dataset(
+                    {"value": ("parameter", values)}, coords={"parameter": names}
+                )
+        pc = plots.plot_posterior_vs_point(
+            posterior,
+            em=references.get("em"),
+            truth=references.get("truth"),
+            labeller=NoVarLabeller(),
+        )
+        return self._save(
+            pc.viz["figure"].item(),
+            f"posterior-{stem}-{method}",
+            f"Posterior densities of {method} against the EM estimate and the truth",
+            f"Marginal posterior ({method}) of every parameter, aligned to the truth, with the "
+            "EM estimate and the true value.",
+        )
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    """EM, then Bayes, then ADVI, then paired differences such as ``bayes - em``."""
+    order = {role: i for i, role in enumerate(plots.ROLES)}
+    return (order.get(method, len(order)), method)
+
+
+def _headline_level(coverage: pd.DataFrame) -> tuple[str, float] | None:
+    """The interval shown in the recovery tables: central 95% if scored, else the widest."""
+    if coverage.empty:
+        return None
+    kinds = list(coverage["interval"].drop_duplicates())
+    kind = "central" if "central" in kinds else kinds[0]
+    levels = sorted(coverage.loc[coverage["interval"] == kind, "level"].unique())
+    return kind, (0.95 if 0.95 in levels else float(levels[-1]))
+
+
+def _draw_arrays(idata: xr.DataTree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Relabelled draws: weights (chain, draw, K), means (chain, draw, K, d), covariances
+    (chain, draw, K, d, d)."""
+    posterior = idata["posterior"]
+    return tuple(
+        posterior[name].transpose("chain", "draw", ...).to_numpy()
+        for name in ("weights", "means", "covariances")
+    )
+
+
+def _posterior_by_parameter(
+    idata: xr.DataTree, truth: MixtureParams, names: Sequence[str]
+) -> xr.Dataset:
+    """Draws of every named scalar parameter, aligned to the truth.
+
+    Returns
+    -------
+    Dataset
+        One variable ``value`` with dims ``(chain, draw, parameter)``; ``parameter`` holds
+        the store's names (``weight[k]``, ``mean[k,j]``, ``cov[k,i,j]``).
+    """
+    weights, means, covariances = _draw_arrays(idata)
+    n_chain, n_draw = weights.shape[:2]
+    flat = (
+        weights.reshape(n_chain * n_draw, *weights.shape[2:]),
+        means.reshape(n_chain * n_draw, *means.shape[2:]),
+        covariances.reshape(n_chain * n_draw, *covariances.shape[2:]),
+    )
+    # As in workbench.metrics.score_posterior: one permutation, from the posterior mean.
+    mean = MixtureParams(flat[0].mean(0), flat[1].mean(0), flat[2].mean(0))
+    order = align_to_reference(mean, truth)
+    arrays = {"weight": flat[0][:, order], "mean": flat[1][:, order], "cov": flat[2][:, order]}
+    columns = []
+    for name in names:
+        match = _PARAMETER.match(name)
+        if match is None:
+            raise ValueError(
+                f"stored parameter name {name!r} is not weight[k], mean[k,j] or cov[k,i,j]"
+            )
+        index = tuple(int(i) for i in match.group(2).split(","))
+        columns.append(arrays[match.group(1)][(slice(None), *index)])
+    values = np.stack(columns, axis=-1).reshape(n_chain, n_draw, len(names))
+    return xr.Dataset(
+        {"value": (("chain", "draw", "parameter"), values)},
+        coords={"parameter": list(names)},
+    )
