@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
+from workbench.simulate import Scenario
 from workbench.study.store import StudyStore
 
 __all__ = ["status_table", "tidy_results", "write_results"]
@@ -51,11 +53,15 @@ def status_table(store: StudyStore, replications: int | None = None) -> pd.DataF
 
 def _scenario_columns(store: StudyStore) -> pd.DataFrame:
     conditions = store.conditions()
+    order = [f.name for f in fields(Scenario)]
     rows = []
     for condition_id, label, scenario in conditions.itertuples(index=False):
+        keys = sorted(scenario, key=order.index)  # Scenario's field order, not JSON's
         flat = {
-            key: json.dumps(value) if isinstance(value, list | dict) else value
-            for key, value in scenario.items()
+            key: json.dumps(scenario[key])
+            if isinstance(scenario[key], list | dict)
+            else scenario[key]
+            for key in keys
         }
         rows.append({"condition_id": condition_id, "condition": label, **flat})
     return pd.DataFrame(rows)
