@@ -64,7 +64,7 @@ def test_bias_points_and_error_bars_match_the_summary():
     for i, condition in enumerate(("easy", "hard")):
         for j, kind in enumerate(("weight", "mean")):
             ax = axes[i, j]
-            assert ax.get_title() == (kind if i == 0 else "")
+            assert ax.get_title() == kind
             bars = _errorbars(ax)
             assert len(bars) == 2
             for bar, method in zip(bars, ("em", "bayes"), strict=True):
@@ -82,6 +82,8 @@ def test_bias_points_and_error_bars_match_the_summary():
                 np.testing.assert_allclose(widths, 2 * 1.96 * expected["bias_mcse"])
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["em", "bayes"]
+    row_titles = [sub.get_suptitle() for sub in fig.subfigs]
+    assert row_titles == ["easy", "hard"]
 
 
 def test_bias_needs_its_columns():
