@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from workbench.mixture import MixtureParams
+from workbench.mixture import MixtureParams, log_prob
 from workbench.simulate import (
     MISSPECIFICATIONS,
     OVERLAP_RTOL,
     Scenario,
+    data_log_density,
     overlap_summary,
     pairwise_overlap,
     simulate,
@@ -268,3 +269,61 @@ def test_unreachable_overlap_raises_with_the_value():
     scenario = Scenario(overlap=0.9, covariance="full", condition_number=20.0)
     with pytest.raises(ValueError, match=r"overlap=0\.9 cannot be reached"):
         simulate(scenario, 0)
+
+
+def _grid(data, n_points):
+    """A grid over the outlier box widened by 2 on each side, with its cell volume."""
+    truth = data.truth
+    sds = np.sqrt(np.diagonal(truth.covariances, axis1=1, axis2=2))
+    low = np.min(truth.means - 6 * sds, axis=0) - 2
+    high = np.max(truth.means + 6 * sds, axis=0) + 2
+    axes = [np.linspace(lo, hi, n_points) for lo, hi in zip(low, high, strict=True)]
+    mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
+    return mesh, np.prod([a[1] - a[0] for a in axes])
+
+
+@pytest.mark.parametrize("misspecification", MISSPECIFICATIONS)
+@pytest.mark.parametrize("n_features", [1, 2])
+def test_data_log_density_integrates_to_one(misspecification, n_features):
+    scenario = Scenario(
+        n_features=n_features,
+        covariance="full" if n_features == 2 else "spherical",
+        condition_number=4.0 if n_features == 2 else 1.0,
+        misspecification=misspecification,
+        df=3.0,
+        n_train=10,
+        n_test=10,
+    )
+    data = simulate(scenario, 8)
+    mesh, cell = _grid(data, 200_001 if n_features == 1 else 700)
+    total = np.sum(np.exp(data_log_density(mesh, data.truth, scenario))) * cell
+    # The heavy t(3) tails put about 1e-3 of the mass beyond 6 sd (+2) of the means.
+    assert total == pytest.approx(1.0, abs=3e-3 if misspecification == "student_t" else 2e-4)
+    if misspecification == "none":
+        np.testing.assert_array_equal(
+            data_log_density(mesh[:50], data.truth, scenario), log_prob(mesh[:50], data.truth)
+        )
+
+
+@pytest.mark.parametrize("misspecification", MISSPECIFICATIONS)
+def test_data_log_density_is_the_density_the_sampler_draws_from(misspecification):
+    scenario = Scenario(
+        n_components=2,
+        n_features=1,
+        n_train=40_000,
+        n_test=10,
+        misspecification=misspecification,
+        overlap=0.05,
+        outlier_fraction=0.1,
+    )
+    data = simulate(scenario, 9)
+    x = data.X_train[:, 0]
+    edges = np.quantile(x, np.linspace(0, 1, 21))
+    edges[0], edges[-1] = edges[0] - 5, edges[-1] + 5
+    fine = np.linspace(edges[0], edges[-1], 400_001)
+    density = np.exp(data_log_density(fine[:, None], data.truth, scenario))
+    cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2 * np.diff(fine))])
+    expected = np.diff(np.interp(edges, fine, cdf))
+    observed = np.histogram(x, edges)[0] / len(x)
+    se = np.sqrt(expected * (1 - expected) / len(x))
+    assert np.all(np.abs(observed - expected) < 4.5 * se)

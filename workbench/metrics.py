@@ -11,6 +11,12 @@ number in a :class:`FitScore` means the same thing for both methods:
     estimate; for Bayes the posterior predictive ``log mean_s p(x | theta_s)`` (log-mean-exp
     over draws). ``lpd_test_plugin`` is the plug-in density at the posterior mean, for
     comparison.
+``loglik_train_dgp`` / ``lpd_test_dgp``
+    The same averages under the data-generating distribution itself
+    (:func:`workbench.simulate.data_log_density`): equal to the ``*_truth`` values for a
+    well-specified scenario, and the best achievable in expectation under
+    misspecification, so ``lpd_test_dgp - lpd_test`` estimates the Kullback-Leibler
+    divergence from the data-generating distribution to the fitted predictive.
 ``ari`` / ``ari_test``
     Adjusted Rand index of the most likely component of each inlier point (outliers,
     labelled ``-1``, are left out) against the true labels, on the training / test set.
@@ -38,7 +44,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from workbench.align import align_to_reference, kl_divergence
 from workbench.mixture import MixtureParams, log_prob
-from workbench.simulate import Dataset
+from workbench.simulate import Dataset, data_log_density
 
 __all__ = [
     "INTERVAL_KINDS",
@@ -208,6 +214,10 @@ def _shared_metrics(dataset: Dataset, aligned: MixtureParams) -> dict[str, float
         "loglik_train_truth": float(np.mean(log_prob(dataset.X_train, truth))),
         "loglik_train_estimate": float(np.mean(log_prob(dataset.X_train, aligned))),
         "lpd_test_truth": float(np.mean(log_prob(dataset.X_test, truth))),
+        "loglik_train_dgp": float(
+            np.mean(data_log_density(dataset.X_train, truth, dataset.scenario))
+        ),
+        "lpd_test_dgp": float(np.mean(data_log_density(dataset.X_test, truth, dataset.scenario))),
         "ari": float(adjusted_rand_score(y_train, map_train)),
         "ari_test": float(adjusted_rand_score(dataset.y_test[inlier_test], map_test)),
         "error_rate": float(np.mean(map_train != y_train)),

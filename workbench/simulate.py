@@ -60,8 +60,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+from scipy import stats
+from scipy.special import logsumexp
 
-from workbench.mixture import MixtureParams
+from workbench.mixture import MixtureParams, log_prob
 
 __all__ = [
     "COVARIANCE_STRUCTURES",
@@ -73,6 +75,7 @@ __all__ = [
     "WEIGHT_SCHEMES",
     "Dataset",
     "Scenario",
+    "data_log_density",
     "overlap_summary",
     "pairwise_overlap",
     "simulate",
@@ -470,6 +473,13 @@ def _true_params(scenario: Scenario, rng: np.random.Generator) -> MixtureParams:
     return MixtureParams(weights, scale * raw, covariances)
 
 
+def _skew_constants(alpha: float) -> tuple[float, float, float]:
+    """``delta``, mean and SD of a standard skew-normal variable with shape ``alpha``."""
+    delta = alpha / math.sqrt(1.0 + alpha**2)
+    mean = delta * math.sqrt(2.0 / math.pi)
+    return delta, mean, math.sqrt(1.0 - mean**2)
+
+
 def _standard_noise(scenario: Scenario, n: int, rng: np.random.Generator) -> np.ndarray:
     """Noise with mean 0 and identity covariance, shape (n, n_features)."""
     d = scenario.n_features
@@ -478,13 +488,31 @@ def _standard_noise(scenario: Scenario, n: int, rng: np.random.Generator) -> np.
         g = rng.chisquare(df, size=(n, 1))
         return rng.standard_normal((n, d)) * np.sqrt((df - 2.0) / g)
     if scenario.misspecification == "skew":
-        delta = scenario.skewness / math.sqrt(1.0 + scenario.skewness**2)
+        delta, mean, sd = _skew_constants(scenario.skewness)
         u0 = np.abs(rng.standard_normal((n, d)))
         u1 = rng.standard_normal((n, d))
-        v = delta * u0 + math.sqrt(1.0 - delta**2) * u1
-        mean = delta * math.sqrt(2.0 / math.pi)
-        return (v - mean) / math.sqrt(1.0 - mean**2)
+        return (delta * u0 + math.sqrt(1.0 - delta**2) * u1 - mean) / sd
     return rng.standard_normal((n, d))
+
+
+def _principal_roots(truth: MixtureParams) -> tuple[np.ndarray, np.ndarray]:
+    """``A_k = Q_k Lambda_k^{1/2}`` with ``Sigma_k = A_k A_k^T``, and ``log |det A_k|``.
+
+    Returns
+    -------
+    roots : ndarray of shape (K, d, d)
+    log_det : ndarray of shape (K,)
+    """
+    eigenvalues, rotations = np.linalg.eigh(truth.covariances)
+    return rotations * np.sqrt(eigenvalues)[:, None, :], 0.5 * np.sum(np.log(eigenvalues), axis=1)
+
+
+def _outlier_box(truth: MixtureParams) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper corners of the outlier box, each of shape (d,)."""
+    sds = np.sqrt(np.diagonal(truth.covariances, axis1=1, axis2=2))
+    low = np.min(truth.means - _OUTLIER_BOX_SDS * sds, axis=0)
+    high = np.max(truth.means + _OUTLIER_BOX_SDS * sds, axis=0)
+    return low, high
 
 
 def _draw_split(
@@ -493,20 +521,66 @@ def _draw_split(
     n_out = round(scenario.outlier_fraction * n) if scenario.misspecification == "outliers" else 0
     n_in = n - n_out
     labels = rng.choice(truth.n_components, size=n_in, p=truth.weights)
-    eigenvalues, rotations = np.linalg.eigh(truth.covariances)
-    roots = rotations * np.sqrt(eigenvalues)[:, None, :]
+    roots, _ = _principal_roots(truth)
     noise = _standard_noise(scenario, n_in, rng)
     X = truth.means[labels] + np.einsum("nij,nj->ni", roots[labels], noise)
     if n_out == 0:
         return X, labels
-    sds = np.sqrt(np.diagonal(truth.covariances, axis1=1, axis2=2))
-    low = np.min(truth.means - _OUTLIER_BOX_SDS * sds, axis=0)
-    high = np.max(truth.means + _OUTLIER_BOX_SDS * sds, axis=0)
+    low, high = _outlier_box(truth)
     outliers = rng.uniform(low, high, size=(n_out, truth.n_features))
     X = np.concatenate([X, outliers])
     labels = np.concatenate([labels, np.full(n_out, -1)])
     shuffle = rng.permutation(n)
     return X[shuffle], labels[shuffle]
+
+
+def data_log_density(X: np.ndarray, truth: MixtureParams, scenario: Scenario) -> np.ndarray:
+    """Log density of the data-generating distribution itself, misspecification included.
+
+    Unlike ``workbench.mixture.log_prob(X, truth)``, the density of the moment-matched
+    Gaussian truth, this is the density the data were drawn from: Student-t or skewed
+    components, or the inlier mixture plus uniform outliers. For ``"outliers"`` it is
+    ``(1 - f) p_inliers(x) + f / volume(box)`` inside the box, with ``f`` the scenario's
+    ``outlier_fraction`` (each split holds ``round(f n)`` outliers, so its realised share
+    differs from ``f`` by less than ``1/(2n)``).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    truth : MixtureParams
+        ``Dataset.truth`` of a dataset simulated from ``scenario``.
+    scenario : Scenario
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+    """
+    X = np.asarray(X, dtype=float)
+    kind = scenario.misspecification
+    if kind in ("none", "outliers"):
+        inlier = log_prob(X, truth)
+        if kind == "none":
+            return inlier
+        low, high = _outlier_box(truth)
+        inside = np.all((X >= low) & (X <= high), axis=1)
+        log_uniform = np.where(inside, -np.sum(np.log(high - low)), -np.inf)
+        f = scenario.outlier_fraction
+        return np.logaddexp(math.log1p(-f) + inlier, math.log(f) + log_uniform)
+    weighted = np.empty((len(X), truth.n_components))
+    if kind == "student_t":
+        df = scenario.df
+        for k in range(truth.n_components):
+            shape = truth.covariances[k] * (df - 2.0) / df
+            weighted[:, k] = stats.multivariate_t.logpdf(X, loc=truth.means[k], shape=shape, df=df)
+    else:
+        # x = mu + A v with v_j = (y_j - mean) / sd and y_j ~ SN(alpha): change of variables.
+        _, mean, sd = _skew_constants(scenario.skewness)
+        roots, log_det = _principal_roots(truth)
+        for k in range(truth.n_components):
+            v = np.linalg.solve(roots[k], (X - truth.means[k]).T).T
+            log_v = stats.skewnorm.logpdf(mean + sd * v, scenario.skewness) + math.log(sd)
+            weighted[:, k] = np.sum(log_v, axis=1) - log_det[k]
+    return logsumexp(weighted + np.log(truth.weights), axis=1)
 
 
 def simulate(scenario: Scenario, rng: np.random.Generator | int) -> Dataset:
