@@ -63,20 +63,18 @@ def _draws(truth: MixtureParams, rng: np.random.Generator, chains: int, draws: i
 def _idata(weights, means, covariances, chains: int) -> xr.DataTree:
     s, k, d = means.shape
     draws = s // chains
-    posterior = xr.Dataset(
+    # the layout of workbench.bayes.BayesFit.idata: relabelled draws in their own group
+    relabelled = xr.Dataset(
         {
-            "weights": (("chain", "draw", "component"), weights.reshape(chains, draws, k)),
-            "means": (
-                ("chain", "draw", "component", "feature"),
-                means.reshape(chains, draws, k, d),
-            ),
-            "covariances": (
+            "w": (("chain", "draw", "component"), weights.reshape(chains, draws, k)),
+            "mu": (("chain", "draw", "component", "feature"), means.reshape(chains, draws, k, d)),
+            "cov": (
                 ("chain", "draw", "component", "feature", "feature_bis"),
                 covariances.reshape(chains, draws, k, d, d),
             ),
         }
     )
-    return xr.DataTree.from_dict({"posterior": posterior})
+    return xr.DataTree.from_dict({"posterior_relabelled": relabelled})
 
 
 def _task(condition_id: int, replication: int, scenario: Scenario) -> TaskRecord:
@@ -372,8 +370,9 @@ def test_posterior_draws_are_aligned_like_the_scorer(stored_study):
     rows = rows[(rows.condition_id == 1) & (rows.replication == 0) & (rows.method == "bayes")]
     # swap the stored components: the report must undo it, as score_posterior did
     swapped = idata.copy()
-    for name in ("weights", "means", "covariances"):
-        swapped["posterior"][name] = idata["posterior"][name].isel(component=[1, 0])
+    for name in ("w", "mu", "cov"):
+        group = swapped["posterior_relabelled"]
+        group[name] = idata["posterior_relabelled"][name].isel(component=[1, 0])
     posterior = _posterior_by_parameter(swapped, truth, list(rows["parameter"]))
     means = posterior["value"].mean(("chain", "draw")).to_numpy()
     np.testing.assert_allclose(means, rows["estimate"].to_numpy(), rtol=1e-10)

@@ -580,12 +580,12 @@ def _headline_level(coverage: pd.DataFrame) -> tuple[str, float] | None:
 
 
 def _draw_arrays(idata: xr.DataTree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Relabelled draws: weights (chain, draw, K), means (chain, draw, K, d), covariances
-    (chain, draw, K, d, d)."""
-    posterior = idata["posterior"]
+    """The relabelled draws a fit was scored on (``posterior_relabelled``, written by
+    :class:`workbench.bayes.BayesFit`): weights (chain, draw, K), means (chain, draw, K, d),
+    dense covariances (chain, draw, K, d, d)."""
+    posterior = idata["posterior_relabelled"]
     return tuple(
-        posterior[name].transpose("chain", "draw", ...).to_numpy()
-        for name in ("weights", "means", "covariances")
+        posterior[name].transpose("chain", "draw", ...).to_numpy() for name in ("w", "mu", "cov")
     )
 
 
