@@ -56,7 +56,7 @@ truth.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -312,7 +312,7 @@ def _overlap_draws(n_features: int) -> np.ndarray:
 
 def _misclassification_terms(
     weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, z: np.ndarray
-):
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, float, float]]:
     """Per ordered pair ``(i, j)``, the terms of ``q0 c**2 + q1 c + q2 < t``.
 
     With ``X = c mu_i + L_i z`` (``Sigma_i = L_i L_i^T``) and all means scaled by ``c``,
@@ -386,9 +386,9 @@ def overlap_summary(params: MixtureParams) -> tuple[float, float]:
 class _OverlapCurve:
     """Average overlap as a function of the scale ``c`` of the means.
 
-    For each draw, misclassification happens for ``c`` inside an interval (a quadratic in
-    ``c`` with positive leading coefficient is negative), so the estimated overlap at any
-    ``c`` is a count of intervals containing it: two ``searchsorted`` calls.
+    For each draw, misclassification happens for ``c`` inside an interval (where a quadratic
+    in ``c`` with positive leading coefficient is negative), so the estimated overlap at any
+    ``c`` is a count of the intervals containing it: two ``searchsorted`` calls.
     """
 
     def __init__(self, weights: np.ndarray, raw_means: np.ndarray, covariances: np.ndarray):
@@ -450,8 +450,7 @@ def _true_covariances(scenario: Scenario, rng: np.random.Generator) -> np.ndarra
     volumes = np.exp(rng.uniform(*np.log(_VOLUME_RANGE), size=k))
     if scenario.covariance == "spherical":
         return volumes[:, None, None] * np.eye(d)
-    spread = np.linspace(-0.5, 0.5, d) if d > 1 else np.zeros(1)
-    shape = scenario.condition_number**spread
+    shape = scenario.condition_number ** np.linspace(-0.5, 0.5, d)
     out = np.empty((k, d, d))
     for c in range(k):
         eigenvalues = volumes[c] * rng.permutation(shape)
