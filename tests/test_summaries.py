@@ -178,6 +178,10 @@ def test_summarise_without_reference_and_errors():
         summarise(table.drop(columns="truth"), by=["method"])
     with pytest.raises(ValueError, match="missing columns"):
         summarise(table.drop(columns="replication"), by=["method"])
+    with pytest.raises(ValueError, match="one estimate per replication and method"):
+        summarise(table, by=["condition_id", "method"])
+    pooled = summarise(table, by=["condition_id", "method"], reference=None)
+    assert list(pooled.n_sim) == [40, 20]
 
 
 def test_summarise_metrics_means_rates_and_status_indicators():

@@ -298,7 +298,14 @@ def summarise(
         return table
     _require(data, [replication], "the estimates table (for relative precision)")
     base = [c for c in by if c != method and c not in interval_columns]
-    paired = data.drop_duplicates(subset=[*base, method, replication])
+    keys = [*base, method, replication]
+    if (data.groupby(keys, dropna=False)["estimate"].nunique() > 1).any():
+        raise ValueError(
+            f"relative precision needs one estimate per {replication} and {method} within "
+            f"each group of {base}; add the column that tells the estimates apart (e.g. "
+            "'parameter') to by, or pass reference=None"
+        )
+    paired = data.drop_duplicates(subset=keys)
     errors = paired.assign(_error=paired["estimate"] - paired["truth"])
     relprec = []
     for key, group in errors.groupby(base, sort=True, dropna=False) if base else [((), errors)]:
