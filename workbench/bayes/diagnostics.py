@@ -1,0 +1,100 @@
+"""Convergence and sampler diagnostics of a Bayesian mixture fit.
+
+Convergence is measured on the *relabelled* component parameters, the quantities every
+per-component summary uses: weights, means, and the free covariance entries of the
+covariance type (the lower triangle for ``full``, the diagonal for ``diag``, one variance
+per component for ``spherical``, the shared lower triangle for ``tied``).
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+__all__ = ["component_parameters", "convergence", "sampler_counts"]
+
+
+def component_parameters(
+    weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, covariance_type: str
+) -> np.ndarray:
+    """Stack the free component parameters of every draw into one array.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (chains, draws, K)
+    means : ndarray of shape (chains, draws, K, d)
+    covariances : ndarray of shape (chains, draws, K, d, d)
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    ndarray of shape (chains, draws, P)
+    """
+    c, s, K, d = means.shape
+    if covariance_type in ("full", "tied"):
+        rows, cols = np.tril_indices(d)
+        cov = covariances[..., rows, cols]
+        if covariance_type == "tied":
+            cov = cov[:, :, :1]
+    elif covariance_type == "diag":
+        cov = np.diagonal(covariances, axis1=-2, axis2=-1)
+    else:
+        cov = covariances[..., 0, 0][..., None]
+    return np.concatenate([weights, means.reshape(c, s, K * d), cov.reshape(c, s, -1)], axis=-1)
+
+
+def convergence(parameters: np.ndarray) -> dict[str, float]:
+    """Worst-case r_hat and effective sample sizes over parameters.
+
+    Parameters
+    ----------
+    parameters : ndarray of shape (chains, draws, P)
+
+    Returns
+    -------
+    dict
+        ``max_r_hat`` (rank-normalised split r_hat), ``min_ess_bulk``, ``min_ess_tail``.
+        NaN when they are undefined (fewer than 4 draws per chain).
+    """
+    if parameters.shape[1] < 4:
+        return {"max_r_hat": np.nan, "min_ess_bulk": np.nan, "min_ess_tail": np.nan}
+    r_hat = np.asarray(az.rhat(parameters, chain_axis=0, draw_axis=1))
+    bulk = np.asarray(az.ess(parameters, method="bulk", chain_axis=0, draw_axis=1))
+    # The 5% and 95% quantiles: the tail ESS of Vehtari et al. (2021) and az.summary.
+    tail = np.asarray(
+        az.ess(parameters, method="tail", prob=(0.05, 0.95), chain_axis=0, draw_axis=1)
+    )
+    # A parameter with zero variance (e.g. a weight pinned at 1 when K = 1) gives NaN;
+    # the worst case over the rest is what matters.
+    return {
+        "max_r_hat": float(np.nanmax(r_hat)) if np.any(np.isfinite(r_hat)) else np.nan,
+        "min_ess_bulk": float(np.nanmin(bulk)) if np.any(np.isfinite(bulk)) else np.nan,
+        "min_ess_tail": float(np.nanmin(tail)) if np.any(np.isfinite(tail)) else np.nan,
+    }
+
+
+def sampler_counts(sample_stats: xr.Dataset | None) -> dict[str, int]:
+    """Divergent transitions and maximum-tree-depth hits after tuning.
+
+    Parameters
+    ----------
+    sample_stats : xarray.Dataset or None
+        The ``sample_stats`` group of PyMC, numpyro or nutpie output. nutpie calls the
+        tree-depth flag ``maxdepth_reached``; PyMC and numpyro ``reached_max_treedepth``.
+
+    Returns
+    -------
+    dict
+        ``n_divergences`` and ``n_max_treedepth``; -1 for a count the sampler does not
+        report (ADVI has no sampler statistics).
+    """
+    counts = {"n_divergences": -1, "n_max_treedepth": -1}
+    if sample_stats is None:
+        return counts
+    if "diverging" in sample_stats:
+        counts["n_divergences"] = int(sample_stats["diverging"].values.sum())
+    for name in ("reached_max_treedepth", "maxdepth_reached"):
+        if name in sample_stats:
+            counts["n_max_treedepth"] = int(sample_stats[name].values.sum())
+    return counts

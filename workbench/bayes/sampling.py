@@ -1,0 +1,600 @@
+"""Fit the Bayesian Gaussian mixture: one function, four samplers, one compiled model per shape.
+
+:func:`fit_bayes` builds (or reuses) the model of :mod:`workbench.bayes.model`, starts
+the chains at a given estimate (the EM fit in a study) or at a data-sliced default,
+samples, relabels the draws, and returns a :class:`BayesFit` with the raw ArviZ
+``DataTree`` and the relabelled arrays.
+
+Samplers
+--------
+``"nutpie"``
+    nutpie's NUTS on the numba-compiled model. Compiled once per model shape; later fits
+    swap the data with ``CompiledPyMCModel.with_data`` and cost only their sampling.
+``"pymc"``
+    PyMC's own NUTS (``pm.sample(nuts_sampler="pymc")``, no jitter, chains in parallel
+    up to the CPU count). PyMC recompiles its logp for every call; the C cache in
+    ``~/.pytensor`` makes that a few seconds after the first time.
+``"numpyro"``
+    numpyro's NUTS through ``pm.sample(nuts_sampler="numpyro")``; JAX re-jits per call.
+``"advi"``
+    Mean-field ADVI (``pm.fit``) with ``tune`` optimisation steps, then ``chains * draws``
+    draws from the approximation, reshaped to (chains, draws). It is approximate: r_hat
+    and ESS are NaN, divergence and tree-depth counts are -1 (not applicable).
+``"auto"``
+    nutpie: on this machine it was the fastest sampler that converged on the 1-D and
+    2-D benchmark cases when started at the EM estimate
+    (``experiments/benchmarks/bayes_samplers.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import xarray as xr
+
+from workbench.bayes.diagnostics import component_parameters, convergence, sampler_counts
+from workbench.bayes.model import (
+    DATA,
+    OBSERVED,
+    BayesPriors,
+    build_model,
+    check_data,
+    initial_values,
+    spread_start,
+    weighted_component_logp,
+)
+from workbench.bayes.relabel import (
+    apply_orders,
+    canonical_orders,
+    label_switching_report,
+    reference_orders,
+    stephens_orders,
+)
+from workbench.mixture import MixtureParams
+
+__all__ = ["SAMPLERS", "BayesFit", "SamplingError", "clear_model_cache", "fit_bayes"]
+
+SAMPLERS: tuple[str, ...] = ("auto", "nutpie", "pymc", "numpyro", "advi")
+AUTO_SAMPLER = "nutpie"
+
+# Chains start at the given estimate plus U(-JITTER, JITTER) on the unconstrained scale:
+# enough to make the chains differ, small enough (10% on log-sds and log-gaps of the
+# ordered means) to stay in the estimate's mode, which in 2-D is what makes them converge.
+JITTER = 0.1
+# Stephens' relabelling uses at most this many (evenly strided) observations; its
+# allocation array is (draws, observations, K) and this bounds the memory.
+STEPHENS_MAX_OBS = 1000
+_CACHE_SIZE = 8
+
+
+class SamplingError(RuntimeError):
+    """A sampler could not start or failed; the message names the sampler and the reason."""
+
+
+@dataclass
+class BayesFit:
+    """Result of :func:`fit_bayes`.
+
+    Attributes
+    ----------
+    idata : xarray.DataTree
+        Groups ``posterior`` (raw draws, labels as sampled), ``posterior_relabelled``
+        (``w``, ``mu``, ``cov`` after relabelling), ``sample_stats`` (empty for ADVI),
+        ``observed_data`` and ``log_likelihood`` (pointwise, variable ``x``, dims
+        (chain, draw, obs)).
+    weights : ndarray of shape (chains, draws, K)
+        Relabelled.
+    means : ndarray of shape (chains, draws, K, d)
+        Relabelled.
+    covariances : ndarray of shape (chains, draws, K, d, d)
+        Relabelled, dense.
+    diagnostics : dict
+        ``max_r_hat``, ``min_ess_bulk``, ``min_ess_tail`` (on the relabelled component
+        parameters; NaN for ADVI), ``n_divergences``, ``n_max_treedepth`` (-1 for ADVI),
+        ``label_switching``, ``n_relabelled_draws``, ``n_chains_disagreeing``,
+        ``relabel_method`` ('reference' or 'stephens'), ``sampler``, ``started_at_em``
+        (chains started at the given ``init``), ``sampling_seconds``,
+        ``compile_seconds`` (0 when a compiled model was reused; NaN for ADVI, whose
+        compile cannot be separated from its optimisation), ``model_reused``, ``chains``,
+        ``draws``, ``tune``, ``covariance_type``.
+    """
+
+    idata: xr.DataTree
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    diagnostics: dict[str, float | int | bool | str]
+
+    def posterior_mean(self) -> MixtureParams:
+        """Posterior means of the relabelled weights, means and covariances."""
+        weights = self.weights.mean(axis=(0, 1))
+        return MixtureParams(
+            weights / weights.sum(),
+            self.means.mean(axis=(0, 1)),
+            self.covariances.mean(axis=(0, 1)),
+        )
+
+    def flat_draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Relabelled draws with chains stacked: shapes (S, K), (S, K, d), (S, K, d, d)."""
+        c, s = self.weights.shape[:2]
+        return (
+            self.weights.reshape(c * s, *self.weights.shape[2:]),
+            self.means.reshape(c * s, *self.means.shape[2:]),
+            self.covariances.reshape(c * s, *self.covariances.shape[2:]),
+        )
+
+    def to_netcdf(self, path: str | os.PathLike[str]) -> None:
+        """Write ``idata`` (with the diagnostics as root attributes) to NetCDF via h5netcdf."""
+        tree = self.idata.copy()
+        tree.attrs.update(
+            {k: (int(v) if isinstance(v, bool) else v) for k, v in self.diagnostics.items()}
+        )
+        tree.to_netcdf(path, engine="h5netcdf")
+
+
+@dataclass
+class _CachedModel:
+    model: pm.Model
+    lock: threading.Lock
+    nutpie: Any = None
+    # Maps untransformed start values (set on shared variables) to unconstrained ones.
+    to_unconstrained: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None
+
+
+_CACHE: OrderedDict[tuple, _CachedModel] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_model_cache() -> None:
+    """Forget all cached models and compiled samplers (the next fit compiles again)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _cached_model(
+    X: np.ndarray, n_components: int, covariance_type: str, priors: BayesPriors
+) -> tuple[_CachedModel, bool]:
+    # Data-scaled hyperparameters are pm.Data, so only structural settings are in the key.
+    key = (
+        *X.shape,
+        n_components,
+        covariance_type,
+        priors.dirichlet_concentration,
+        priors.lkj_eta,
+    )
+    with _CACHE_LOCK:
+        entry = _CACHE.get(key)
+        if entry is not None:
+            _CACHE.move_to_end(key)
+            return entry, True
+    model = build_model(X, n_components, covariance_type=covariance_type, priors=priors)
+    entry = _CachedModel(model=model, lock=threading.Lock())
+    with _CACHE_LOCK:
+        _CACHE[key] = entry
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return entry, False
+
+
+def _unconstrained_map(model: pm.Model) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """Compile once: untransformed start values -> flat unconstrained vector (nutpie order)."""
+    from pymc.initial_point import make_initial_point_fn
+
+    shared: dict[str, Any] = {}
+    point_fn = None
+
+    def to_unconstrained(values: dict[str, np.ndarray]) -> np.ndarray:
+        nonlocal point_fn
+        if point_fn is None:
+            shared.update(
+                {name: pytensor.shared(np.asarray(v, dtype=float)) for name, v in values.items()}
+            )
+            point_fn = make_initial_point_fn(
+                model=model, overrides=shared, jitter_rvs=set(), return_transformed=True
+            )
+        for name, value in values.items():
+            shared[name].set_value(np.asarray(value, dtype=float))
+        point = point_fn(0)
+        return np.concatenate(
+            [np.ravel(point[model.rvs_to_values[rv].name]) for rv in model.free_RVs]
+        )
+
+    return to_unconstrained
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name}={value!r} is not allowed; use an integer >= {minimum}")
+    return int(value)
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**31 - 1))
+
+
+def _data_updates(X: np.ndarray, priors: BayesPriors) -> dict[str, np.ndarray]:
+    return {DATA: X, **priors.resolve(X)}
+
+
+def _sample_nutpie(
+    entry: _CachedModel,
+    X: np.ndarray,
+    priors: BayesPriors,
+    start: dict[str, np.ndarray],
+    *,
+    chains: int,
+    draws: int,
+    tune: int,
+    cores: int,
+    rng: np.random.Generator,
+    progressbar: bool,
+) -> tuple[xr.DataTree, float, float]:
+    import nutpie
+
+    compile_seconds = 0.0
+    with entry.lock:
+        if entry.nutpie is None:
+            t0 = time.perf_counter()
+            entry.nutpie = nutpie.compile_pymc_model(entry.model)
+            entry.to_unconstrained = _unconstrained_map(entry.model)
+            compile_seconds = time.perf_counter() - t0
+        centre = entry.to_unconstrained(start)
+    if not np.all(np.isfinite(centre)):
+        raise SamplingError(
+            "sampler 'nutpie' cannot start: the initial point is not finite on the "
+            "unconstrained scale (check init: weights > 0, positive definite covariances)"
+        )
+
+    def initial_point(seed: Any) -> np.ndarray:
+        jitter = np.random.default_rng(seed).uniform(-JITTER, JITTER, size=centre.shape)
+        return centre + jitter
+
+    compiled = dataclasses.replace(
+        entry.nutpie.with_data(**_data_updates(X, priors)), initial_point_func=initial_point
+    )
+    t0 = time.perf_counter()
+    idata = nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        seed=_seed(rng),
+        save_warmup=False,
+        progress_bar=progressbar,
+    )
+    return idata, time.perf_counter() - t0, compile_seconds
+
+
+def _sample_pymc(
+    entry: _CachedModel,
+    X: np.ndarray,
+    priors: BayesPriors,
+    start: dict[str, np.ndarray],
+    *,
+    nuts_sampler: str,
+    chains: int,
+    draws: int,
+    tune: int,
+    cores: int,
+    rng: np.random.Generator,
+    progressbar: bool,
+) -> tuple[xr.DataTree, float, float]:
+    extra: dict[str, Any] = (
+        {"init": "adapt_diag"}
+        if nuts_sampler == "pymc"
+        else {"nuts_sampler_kwargs": {"jitter": False}}
+    )
+    with entry.lock, entry.model:
+        pm.set_data(_data_updates(X, priors))
+        t0 = time.perf_counter()
+        idata = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=_seed(rng),
+            initvals=start,
+            nuts_sampler=nuts_sampler,
+            progressbar=progressbar,
+            compute_convergence_checks=False,
+            **extra,
+        )
+        wall = time.perf_counter() - t0
+    sampling = float(idata["posterior"].attrs.get("sampling_time", wall))
+    return idata, sampling, max(wall - sampling, 0.0)
+
+
+def _fit_advi(
+    entry: _CachedModel,
+    X: np.ndarray,
+    priors: BayesPriors,
+    start: dict[str, np.ndarray],
+    *,
+    chains: int,
+    draws: int,
+    tune: int,
+    rng: np.random.Generator,
+    progressbar: bool,
+) -> tuple[xr.DataTree, float, float]:
+    with entry.lock, entry.model:
+        pm.set_data(_data_updates(X, priors))
+        t0 = time.perf_counter()
+        approx = pm.fit(
+            n=tune, method="advi", start=start, random_seed=_seed(rng), progressbar=progressbar
+        )
+        draws_tree = approx.sample(draws=chains * draws, random_seed=_seed(rng))
+        seconds = time.perf_counter() - t0
+    flat = draws_tree["posterior"].to_dataset()
+    posterior = xr.Dataset(
+        {
+            name: (
+                ("chain", "draw", *var.dims[2:]),
+                var.values.reshape(chains, draws, *var.shape[2:]),
+            )
+            for name, var in flat.data_vars.items()
+        },
+        coords={k: v for k, v in flat.coords.items() if k not in ("chain", "draw")},
+    )
+    posterior = posterior.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
+    if not np.all(np.isfinite(posterior["mu"].values)):
+        raise SamplingError("sampler 'advi' diverged: the approximation has non-finite means")
+    return xr.DataTree.from_dict({"posterior": posterior}), seconds, np.nan
+
+
+@functools.cache
+def _draw_functions() -> tuple[Callable, Callable]:
+    """Compile (once per process) the model's likelihood over a batch of posterior draws.
+
+    Returns functions of ``(X (n, d), w (S, K), mu (S, K, d), inv_chol (S, K, d, d))``:
+    the pointwise log-likelihood (S, n) and the allocation probabilities (S, n, K). They
+    evaluate :func:`workbench.bayes.model.weighted_component_logp`, the expression the
+    sampler used, so the stored log-likelihood is the model's own.
+    """
+    X, w = pt.matrix("X"), pt.matrix("w")
+    mu, inv_chol = pt.tensor3("mu"), pt.tensor4("inv_chol")
+    weighted = weighted_component_logp(X, w[:, None, :], mu[:, None], inv_chol[:, None])
+    inputs = [X, w, mu, inv_chol]
+    return (
+        pytensor.function(inputs, pt.logsumexp(weighted, axis=-1)),
+        pytensor.function(inputs, pt.special.softmax(weighted, axis=-1)),
+    )
+
+
+def _over_draws(
+    which: int, X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> np.ndarray:
+    """Evaluate ``_draw_functions()[which]`` in chunks of draws (bounded memory)."""
+    fn = _draw_functions()[which]
+    inv_chol = np.linalg.inv(np.linalg.cholesky(covariances))
+    n, d = X.shape
+    K = weights.shape[1]
+    chunk = max(1, 4_000_000 // (n * K * d))
+    return np.concatenate(
+        [
+            fn(X, weights[i : i + chunk], means[i : i + chunk], inv_chol[i : i + chunk])
+            for i in range(0, len(weights), chunk)
+        ]
+    )
+
+
+def _resolve_priors(priors: BayesPriors | Mapping[str, Any] | None) -> BayesPriors:
+    if priors is None:
+        return BayesPriors()
+    if isinstance(priors, BayesPriors):
+        return priors
+    if isinstance(priors, Mapping):
+        return BayesPriors.from_dict(priors)
+    raise ValueError(f"priors={priors!r} is not allowed; use BayesPriors, a mapping or None")
+
+
+def fit_bayes(
+    X: np.ndarray,
+    n_components: int,
+    *,
+    covariance_type: str = "full",
+    sampler: str = "auto",
+    chains: int = 4,
+    draws: int = 1000,
+    tune: int = 1000,
+    priors: BayesPriors | Mapping[str, Any] | None = None,
+    init: MixtureParams | None = None,
+    reference: MixtureParams | None = None,
+    random_seed: int | np.random.Generator | None = None,
+    progressbar: bool = False,
+    cores: int | None = None,
+) -> BayesFit:
+    """Fit the Bayesian Gaussian mixture by MCMC (or ADVI) and relabel the draws.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_components : int
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default 'full'
+    sampler : {'auto', 'nutpie', 'pymc', 'numpyro', 'advi'}, default 'auto'
+        See the module docstring; 'auto' is nutpie.
+    chains, draws : int >= 1
+    tune : int >= 0
+        Tuning steps per chain; for ADVI the number of optimisation steps (>= 1).
+    priors : BayesPriors or mapping, optional
+        Mappings are validated by :meth:`BayesPriors.from_dict`.
+    init : MixtureParams, optional
+        Start every chain here (plus a small jitter on the unconstrained scale), e.g. the
+        EM fit; recorded as ``diagnostics['started_at_em']``. Default: the data-sliced
+        start of :func:`workbench.bayes.model.spread_start`.
+    reference : MixtureParams, optional
+        Relabel each draw to this mixture with the Hungarian algorithm (KL cost). Default:
+        Stephens' KL relabelling on the allocation probabilities.
+    random_seed : int or numpy Generator, optional
+    progressbar : bool, default False
+    cores : int, optional
+        Chains run in parallel; default ``min(chains, os.cpu_count())``.
+
+    Returns
+    -------
+    BayesFit
+
+    Raises
+    ------
+    ValueError
+        For bad data or settings; the message names the value and what is allowed.
+    SamplingError
+        If the sampler cannot start or fails; the message names the sampler and the
+        reason.
+    """
+    X = check_data(X, n_components)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler={sampler!r} is not supported; use one of {', '.join(SAMPLERS)}")
+    chains = _check_int("chains", chains, 1)
+    draws = _check_int("draws", draws, 1)
+    tune = _check_int("tune", tune, 1 if sampler == "advi" else 0)
+    cores = _check_int("cores", cores if cores is not None else min(chains, os.cpu_count() or 1), 1)
+    priors = _resolve_priors(priors)
+    for name, params in (("init", init), ("reference", reference)):
+        if params is not None and not isinstance(params, MixtureParams):
+            raise ValueError(f"{name} must be a MixtureParams or None, got {type(params).__name__}")
+    if reference is not None and reference.means.shape != (n_components, X.shape[1]):
+        raise ValueError(
+            f"reference has {reference.n_components} components and {reference.n_features} "
+            f"features; the fit has {n_components} and {X.shape[1]}"
+        )
+    rng = np.random.default_rng(random_seed)
+    name = AUTO_SAMPLER if sampler == "auto" else sampler
+
+    entry, reused = _cached_model(X, n_components, covariance_type, priors)
+    start = initial_values(
+        entry.model, init if init is not None else spread_start(X, n_components), covariance_type
+    )
+    settings = {
+        "chains": chains,
+        "draws": draws,
+        "tune": tune,
+        "rng": rng,
+        "progressbar": progressbar,
+    }
+    try:
+        if name == "nutpie":
+            idata, sampling_seconds, compile_seconds = _sample_nutpie(
+                entry, X, priors, start, cores=cores, **settings
+            )
+        elif name == "advi":
+            idata, sampling_seconds, compile_seconds = _fit_advi(
+                entry, X, priors, start, **settings
+            )
+        else:
+            idata, sampling_seconds, compile_seconds = _sample_pymc(
+                entry, X, priors, start, nuts_sampler=name, cores=cores, **settings
+            )
+    except SamplingError:
+        raise
+    except Exception as exc:
+        raise SamplingError(
+            f"sampler {name!r} failed for the {n_components}-component {covariance_type} "
+            f"mixture: {type(exc).__name__}: {exc}"
+        ) from exc
+    return _assemble(
+        idata,
+        X,
+        covariance_type=covariance_type,
+        reference=reference,
+        diagnostics={
+            "sampler": name,
+            "started_at_em": init is not None,
+            "sampling_seconds": float(sampling_seconds),
+            "compile_seconds": float(compile_seconds),
+            "model_reused": reused,
+            "chains": chains,
+            "draws": draws,
+            "tune": tune,
+            "covariance_type": covariance_type,
+        },
+    )
+
+
+def _assemble(
+    idata: xr.DataTree,
+    X: np.ndarray,
+    *,
+    covariance_type: str,
+    reference: MixtureParams | None,
+    diagnostics: dict[str, Any],
+) -> BayesFit:
+    posterior = idata["posterior"].to_dataset()
+    raw_w = posterior["w"].values
+    raw_mu = posterior["mu"].values
+    raw_cov = posterior["cov"].values
+    chains, draws, K, d = raw_mu.shape
+    S = chains * draws
+    flat_w, flat_mu, flat_cov = (
+        raw_w.reshape(S, K),
+        raw_mu.reshape(S, K, d),
+        raw_cov.reshape(S, K, d, d),
+    )
+    if reference is not None:
+        orders = reference_orders(flat_w, flat_mu, flat_cov, reference)
+        method = "reference"
+    else:
+        stride = max(1, -(-X.shape[0] // STEPHENS_MAX_OBS))
+        probabilities = _over_draws(1, X[::stride], flat_w, flat_mu, flat_cov)
+        orders = canonical_orders(stephens_orders(probabilities))
+        method = "stephens"
+    weights = apply_orders(flat_w, orders).reshape(chains, draws, K)
+    means = apply_orders(flat_mu, orders).reshape(chains, draws, K, d)
+    covariances = apply_orders(flat_cov, orders).reshape(chains, draws, K, d, d)
+
+    stats = idata["sample_stats"].to_dataset() if "sample_stats" in idata.children else None
+    diagnostics = {
+        **convergence(component_parameters(weights, means, covariances, covariance_type)),
+        **sampler_counts(stats),
+        **label_switching_report(orders, chains),
+        "relabel_method": method,
+        **diagnostics,
+    }
+    if diagnostics["sampler"] == "advi":
+        diagnostics.update(max_r_hat=np.nan, min_ess_bulk=np.nan, min_ess_tail=np.nan)
+
+    sample_dims = {"chain": np.arange(chains), "draw": np.arange(draws)}
+    groups: dict[str, xr.Dataset] = {"posterior": posterior}
+    if stats is not None:
+        # nutpie stores divergence messages as Python objects, which NetCDF cannot hold.
+        groups["sample_stats"] = stats.drop_vars(
+            [v for v, a in stats.data_vars.items() if a.dtype == object]
+        )
+    groups["observed_data"] = xr.Dataset({OBSERVED: (("obs", "feature"), X)})
+    groups["log_likelihood"] = xr.Dataset(
+        {
+            OBSERVED: (
+                ("chain", "draw", "obs"),
+                _over_draws(0, X, flat_w, flat_mu, flat_cov).reshape(chains, draws, -1),
+            )
+        },
+        coords=sample_dims,
+    )
+    groups["posterior_relabelled"] = xr.Dataset(
+        {
+            "w": (("chain", "draw", "component"), weights),
+            "mu": (("chain", "draw", "component", "feature"), means),
+            "cov": (("chain", "draw", "component", "feature", "feature_bis"), covariances),
+        },
+        coords=sample_dims,
+    )
+    tree = xr.DataTree.from_dict(groups)
+    return BayesFit(
+        idata=tree,
+        weights=weights,
+        means=means,
+        covariances=covariances,
+        diagnostics=diagnostics,
+    )
