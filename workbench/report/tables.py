@@ -22,6 +22,7 @@ from workbench.study.summaries import (
 )
 
 __all__ = [
+    "DGP_METRICS",
     "ESS_MIN",
     "LOGLIK_METRICS",
     "RHAT_MAX",
@@ -41,10 +42,15 @@ __all__ = [
 #: them, with their column headings.
 LOGLIK_METRICS: dict[str, str] = {
     "loglik_train_truth": "train loglik at truth",
+    "loglik_train_dgp": "train loglik under DGP",
     "loglik_train_estimate": "train loglik at estimate",
     "lpd_test_truth": "held-out lpd at truth",
+    "lpd_test_dgp": "held-out lpd under DGP",
     "lpd_test": "held-out lpd",
 }
+#: Metrics under the data-generating distribution; they equal the ``*_truth`` ones unless a
+#: scenario is misspecified.
+DGP_METRICS: tuple[str, ...] = ("loglik_train_dgp", "lpd_test_dgp")
 
 #: A Bayesian fit whose largest r_hat exceeds this is flagged (Vehtari et al. 2021).
 RHAT_MAX = 1.01
