@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import linalg
 from scipy.special import logsumexp
 
 __all__ = [
@@ -107,22 +106,19 @@ def precisions_cholesky_from_covariances(
     covariances = np.asarray(covariances)
     if covariance_type in ("full", "tied"):
         stack = covariances[None] if covariance_type == "tied" else covariances
-        out = np.empty_like(stack)
-        for k, cov in enumerate(stack):
-            try:
-                chol = linalg.cholesky(cov, lower=True)
-            except linalg.LinAlgError:
-                which = "the tied covariance" if covariance_type == "tied" else f"component {k}"
-                raise ValueError(
-                    f"covariance of {which} is not positive definite "
-                    "(a singleton or collapsed component); increase reg_covar, "
-                    "decrease n_components, or scale the input data"
-                ) from None
-            # LAPACK trtri inverts the triangle directly (it cannot fail once the Cholesky
-            # factor exists); solve_triangular against the identity goes through threaded
-            # BLAS and took milliseconds per 3x3 matrix on a loaded 2-core machine.
-            (trtri,) = linalg.get_lapack_funcs(("trtri",), (chol,))
-            out[k] = trtri(chol, lower=1)[0].T
+        # Batched numpy LAPACK: per-matrix scipy calls cost milliseconds each when
+        # OpenBLAS threads compete for the two cores.
+        try:
+            chol = np.linalg.cholesky(stack)
+        except np.linalg.LinAlgError:
+            k = next(k for k, cov in enumerate(stack) if not _is_positive_definite(cov))
+            which = "the tied covariance" if covariance_type == "tied" else f"component {k}"
+            raise ValueError(
+                f"covariance of {which} is not positive definite "
+                "(a singleton or collapsed component); increase reg_covar, "
+                "decrease n_components, or scale the input data"
+            ) from None
+        out = np.swapaxes(np.linalg.inv(chol), -1, -2)
         return out[0] if covariance_type == "tied" else out
     bad = np.flatnonzero(~(np.atleast_1d(covariances) > 0))
     if bad.size:
@@ -131,6 +127,14 @@ def precisions_cholesky_from_covariances(
             "variances must be positive: increase reg_covar or decrease n_components"
         )
     return 1.0 / np.sqrt(covariances)
+
+
+def _is_positive_definite(matrix: np.ndarray) -> bool:
+    try:
+        np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 def log_det_precision_cholesky(
