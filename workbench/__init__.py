@@ -3,6 +3,7 @@
 from workbench.em import GaussianMixture
 from workbench.metrics import score_point_estimate, score_posterior
 from workbench.mixture import MixtureParams, log_prob, sample
+from workbench.report import build_report
 from workbench.simulate import Dataset, Scenario, simulate
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "GaussianMixture",
     "MixtureParams",
     "Scenario",
+    "build_report",
     "log_prob",
     "sample",
     "score_point_estimate",
