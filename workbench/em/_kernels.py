@@ -4,14 +4,20 @@ scikit-learn spends most of an EM iteration allocating ``(n_samples, n_features)
 temporaries per component and walking the data several times (log densities,
 log-sum-exp, responsibilities, then one pass per statistic in the M-step). Here every
 row is read once: its log density under each component, its responsibilities, and its
-contribution to the per-component sums are computed while the row is in cache. Rows are
-split into a fixed number of chunks that depend only on ``n_samples`` (never on the
-thread count), each chunk has its own accumulators, and the chunks are summed in order
-afterwards, so results are bit-for-bit reproducible on any machine and thread count.
+contribution to the per-component sums are computed while the row is in cache, and
+nothing of size ``n_samples`` is allocated.
 
-Statistics are accumulated around a per-component shift (the current means), which keeps
-the second moments free of the cancellation that ``E[xx'] - mu mu'`` suffers when the
-data sit far from the origin.
+Rows are processed in chunks of ``_ROWS_PER_CHUNK``; each chunk sums into fresh
+accumulators that are then added to the totals (blocked summation: the rounding error
+grows with the chunk length, not with ``n_samples``). Statistics are accumulated around
+a per-component shift (the current means), which keeps the second moments free of the
+cancellation that ``E[xx'] - mu mu'`` suffers when the data sit far from the origin.
+
+The pass runs on one core, on purpose. Studies run many fits at once, in several
+processes, and a multi-threaded kernel then oversubscribes the cores: on this 2-core
+machine under load, numba's OpenMP layer with two threads made a pass up to ten times
+slower than one thread. Parallelism belongs across fits; the kernel releases the GIL, so
+fits in separate threads also run side by side.
 
 The log density written out here is the scalar form of
 :func:`workbench.mixture.component_log_prob`; ``tests/test_em_kernels.py`` checks that the
@@ -20,26 +26,16 @@ two agree.
 
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads, njit, parallel_chunksize, prange, set_num_threads
+from numba import njit
 
 from workbench.mixture import LOG_2PI
 
-__all__ = ["SufficientStats", "n_chunks_for", "sufficient_statistics"]
+__all__ = ["SufficientStats", "sufficient_statistics"]
 
-# A chunk of this many rows keeps a thread busy long enough to amortise scheduling, while
-# MAX_CHUNKS bounds the memory of the per-chunk accumulators (MAX_CHUNKS * K * d * d).
 _ROWS_PER_CHUNK = 4096
-_MAX_CHUNKS = 64
-_MIN_PARALLEL_CHUNKS = 8
-
-# Concurrent calls into a parallel numba kernel from several Python threads are only safe
-# on some threading layers; serialising them costs little, since a large call already
-# uses every core.
-_KERNEL_LOCK = threading.Lock()
 
 
 class SufficientStats(NamedTuple):
@@ -67,11 +63,6 @@ class SufficientStats(NamedTuple):
     shift: np.ndarray
     log_likelihood: float
     weight_sum: float
-
-
-def n_chunks_for(n_samples: int) -> int:
-    """Number of row chunks for ``n_samples`` rows; depends on nothing else."""
-    return int(min(_MAX_CHUNKS, max(1, n_samples // _ROWS_PER_CHUNK)))
 
 
 @njit(fastmath=False, cache=True, nogil=True)
@@ -158,22 +149,25 @@ def _chunk_pass(
     return loglik
 
 
-# The parallel driver only splits rows and reduces: keeping the heavy loop in a serial
-# function cuts numba's compile time several-fold (parfor lowering is the slow part).
-@njit(parallel=True, fastmath=False, cache=True, nogil=True)
+@njit(fastmath=False, cache=True, nogil=True)
 def _fused_pass(
-    X, sample_weight, resp, shift, prec_matrix, prec_diag, log_weights, log_det, matrix, n_chunks
+    X, sample_weight, resp, shift, prec_matrix, prec_diag, log_weights, log_det, matrix
 ):  # pragma: no cover - compiled; exercised through sufficient_statistics
     n_samples, n_features = X.shape
     n_components = shift.shape[0]
     second_rows = n_features if matrix else 1
-    resp_sum = np.zeros((n_chunks, n_components))
-    first = np.zeros((n_chunks, n_components, n_features))
-    second = np.zeros((n_chunks, n_components, second_rows, n_features))
-    loglik = np.zeros(n_chunks)
-    chunk = (n_samples + n_chunks - 1) // n_chunks
-    for c in prange(n_chunks):
-        loglik[c] = _chunk_pass(
+    resp_sum = np.zeros(n_components)
+    first = np.zeros((n_components, n_features))
+    second = np.zeros((n_components, second_rows, n_features))
+    chunk_resp = np.empty(n_components)
+    chunk_first = np.empty((n_components, n_features))
+    chunk_second = np.empty((n_components, second_rows, n_features))
+    loglik = 0.0
+    for start in range(0, n_samples, _ROWS_PER_CHUNK):
+        chunk_resp[:] = 0.0
+        chunk_first[:] = 0.0
+        chunk_second[:] = 0.0
+        loglik += _chunk_pass(
             X,
             sample_weight,
             resp,
@@ -183,23 +177,16 @@ def _fused_pass(
             log_weights,
             log_det,
             matrix,
-            c * chunk,
-            min(n_samples, (c + 1) * chunk),
-            resp_sum[c],
-            first[c],
-            second[c],
+            start,
+            min(n_samples, start + _ROWS_PER_CHUNK),
+            chunk_resp,
+            chunk_first,
+            chunk_second,
         )
-    # Chunks are summed in a fixed order so the result does not depend on scheduling.
-    out_resp = np.zeros(n_components)
-    out_first = np.zeros((n_components, n_features))
-    out_second = np.zeros((n_components, second_rows, n_features))
-    out_loglik = 0.0
-    for c in range(n_chunks):
-        out_resp += resp_sum[c]
-        out_first += first[c]
-        out_second += second[c]
-        out_loglik += loglik[c]
-    return out_resp, out_first, out_second, out_loglik
+        resp_sum += chunk_resp
+        first += chunk_first
+        second += chunk_second
+    return resp_sum, first, second, loglik
 
 
 def sufficient_statistics(
@@ -270,28 +257,17 @@ def sufficient_statistics(
         else:
             prec_matrix = empty_matrix
             prec_diag = np.ascontiguousarray(np.repeat(prec[:, None], n_features, axis=1))
-    n_chunks = n_chunks_for(n_samples)
-    # Below _MIN_PARALLEL_CHUNKS a pass takes about a millisecond, less than a thread can
-    # lose waiting at the barrier for a core that another process holds.
-    n_threads = get_num_threads() if n_chunks >= _MIN_PARALLEL_CHUNKS else 1
-    previous_threads = get_num_threads()
-    with _KERNEL_LOCK, parallel_chunksize(1):
-        set_num_threads(n_threads)
-        try:
-            resp_sum, first, second, loglik = _fused_pass(
-                X,
-                weights_arg,
-                resp_arg,
-                shift,
-                prec_matrix,
-                prec_diag,
-                log_weights_arg,
-                log_det,
-                matrix,
-                n_chunks,
-            )
-        finally:
-            set_num_threads(previous_threads)
+    resp_sum, first, second, loglik = _fused_pass(
+        X,
+        weights_arg,
+        resp_arg,
+        shift,
+        prec_matrix,
+        prec_diag,
+        log_weights_arg,
+        log_det,
+        matrix,
+    )
     if matrix:
         # Only the upper triangle was accumulated.
         second = np.triu(second) + np.swapaxes(np.triu(second, 1), 1, 2)
