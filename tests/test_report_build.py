@@ -167,6 +167,7 @@ def _task(condition_id: int, replication: int, scenario: Scenario) -> TaskRecord
             "n_max_treedepth": 0,
             "label_switching": int(bad),
             "sampler": "nutpie",
+            "chains": 2,
             "started_at_em": 1,
             "sampling_seconds": 0.4,
             "compile_seconds": 0.0,
@@ -347,7 +348,7 @@ def test_every_planted_problem_is_flagged_by_name(stored_study, report):
         (0, 3, "bayes", "fit failed"),
         (1, 2, "em", "EM not converged"),
         (1, 1, "bayes", "r_hat > 1.01"),
-        (1, 1, "bayes", "ESS < 400"),
+        (1, 1, "bayes", "ESS < 100 per chain"),
         (1, 1, "bayes", "divergences"),
         (1, 1, "bayes", "label switching"),
     }
@@ -358,6 +359,7 @@ def test_every_planted_problem_is_flagged_by_name(stored_study, report):
     assert "Flagged fits (3)" in html
     assert "SamplingError: Initial evaluation of model at starting point failed!" in html
     assert "max r_hat 1.200" in html
+    assert "min bulk ESS 35, tail 50, 2 chains" in html
 
 
 def test_posterior_draws_are_aligned_like_the_scorer(stored_study):

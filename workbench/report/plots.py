@@ -43,6 +43,7 @@ __all__ = [
     "ROLE_LINESTYLES",
     "ROLE_MARKERS",
     "method_role",
+    "parameter_sort_key",
     "plot_bias",
     "plot_coverage",
     "plot_data_fit",
@@ -69,6 +70,18 @@ ROLE_LABELS: dict[str, str] = {
 ELLIPSE_MASS = 0.9
 ROLE_MARKERS: dict[str, str] = {"em": "o", "bayes": "s", "advi": "D"}
 _INTERVAL_MARKERS = ("o", "^", "v", "P")
+
+
+def parameter_sort_key(parameter: str) -> tuple[int, tuple[int, ...], str]:
+    """Sort key that puts weights, then means, then covariances, each by numeric index.
+
+    ``"mean[10,0]"`` sorts after ``"mean[2,0]"``; names of another form sort last.
+    """
+    name, _, rest = parameter.partition("[")
+    rank = {"weight": 0, "mean": 1, "cov": 2}.get(name, 3)
+    digits = rest.rstrip("]").split(",") if rest else []
+    index = tuple(int(i) for i in digits) if all(i.isdigit() for i in digits) else ()
+    return rank, index, parameter
 
 
 def method_role(method: str) -> str:
@@ -194,7 +207,7 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
         for j, kind in enumerate(kinds):
             ax = axes[i, j]
             sub = frame[(frame["condition"] == condition) & (frame["kind"] == kind)]
-            rows = list(dict.fromkeys(sub["parameter"]))
+            rows = sorted(set(sub["parameter"]), key=parameter_sort_key)
             ax.axvline(0.0, color=ROLE_COLORS["truth"], linewidth=0.8)
             _dodged_points(
                 ax,
@@ -262,11 +275,16 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
     n_rows = int(frame.groupby("condition")["parameter"].nunique().max())
     height = 0.6 + 0.22 * n_rows * (0.6 + 0.25 * len(styles) * len(kinds))
     fig, axes = _facet_grid(conditions, len(levels), width=3.8, height=height, sharex=False)
+    # One x range per level, so that the conditions in a column can be compared by eye.
+    left = {
+        level: max(0.0, min(float(low.min()), level - 0.15) - 0.02)
+        for level, low in (frame["coverage"] - frame["halfwidth"]).groupby(frame["level"])
+    }
     for i, condition in enumerate(conditions):
         for j, level in enumerate(levels):
             ax = axes[i, j]
             sub = frame[(frame["condition"] == condition) & (frame["level"] == level)]
-            rows = list(dict.fromkeys(sub["parameter"]))
+            rows = sorted(set(sub["parameter"]), key=parameter_sort_key)
             if len(sub):
                 n_sim = int(sub["n_sim"].min())
                 band = z * np.sqrt(level * (1 - level) / n_sim)
@@ -285,8 +303,7 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
                 markers=kind_markers,
                 marker_col="interval",
             )
-            lowest = min(float((sub["coverage"] - sub["halfwidth"]).min()), level - 0.15)
-            ax.set_xlim(max(0.0, lowest - 0.02), 1.01)
+            ax.set_xlim(left[level], 1.01)
             ax.set_title(f"nominal {level:.0%}", fontsize=9)
             ax.set_xlabel("coverage of the truth", fontsize=8)
     handles: list[mpl.artist.Artist] = [

@@ -23,7 +23,7 @@ from workbench.study.summaries import (
 
 __all__ = [
     "DGP_METRICS",
-    "ESS_MIN",
+    "ESS_PER_CHAIN",
     "LOGLIK_METRICS",
     "RHAT_MAX",
     "bayes_diagnostics_table",
@@ -54,9 +54,11 @@ DGP_METRICS: tuple[str, ...] = ("loglik_train_dgp", "lpd_test_dgp")
 
 #: A Bayesian fit whose largest r_hat exceeds this is flagged (Vehtari et al. 2021).
 RHAT_MAX = 1.01
-#: A Bayesian fit whose smallest bulk or tail ESS is below this is flagged: 400 is the
-#: recommendation of Vehtari et al. (2021) for four chains.
-ESS_MIN = 400.0
+#: A Bayesian fit whose smallest bulk or tail ESS is below this many per chain is flagged
+#: (Vehtari et al. 2021 recommend 100 per chain, 400 for four chains).
+ESS_PER_CHAIN = 100.0
+#: Chains assumed when a fit does not record its number of chains.
+DEFAULT_CHAINS = 4
 
 _TASK_KEY = ["condition_id", "replication"]
 _FIT_KEY = ["condition_id", "replication", "method"]
@@ -329,7 +331,8 @@ def flagged_fits(
     """Every fit or task that went wrong, one row per problem, named by condition and seed.
 
     A fit is flagged for: a failed simulation (the whole task), a failed fit, EM not
-    converged, r_hat above ``RHAT_MAX``, bulk or tail ESS below ``ESS_MIN``, divergent
+    converged, r_hat above ``RHAT_MAX``, bulk or tail ESS below ``ESS_PER_CHAIN`` times its
+    number of chains (diagnostic ``chains``, else ``DEFAULT_CHAINS``), divergent
     transitions, or label switching. A fit with several problems appears once per problem.
 
     Parameters
@@ -369,6 +372,14 @@ def flagged_fits(
             }
         )
     wide = fit_diagnostics(diagnostics)
+    if "min_ess_bulk" in wide.columns or "min_ess_tail" in wide.columns:
+        for column in ("min_ess_bulk", "min_ess_tail"):
+            if column not in wide.columns:
+                wide[column] = np.nan
+        chains = wide["chains"] if "chains" in wide.columns else DEFAULT_CHAINS
+        wide["chains"] = pd.Series(chains, index=wide.index).fillna(DEFAULT_CHAINS)
+        smallest = wide[["min_ess_bulk", "min_ess_tail"]].min(axis=1)
+        wide["ess_shortfall"] = ESS_PER_CHAIN * wide["chains"] - smallest
     checks = [
         ("converged", lambda v: v == 0, "EM not converged", lambda r: f"{r.n_iter:.0f} iterations"),
         (
@@ -378,10 +389,13 @@ def flagged_fits(
             lambda r: f"max r_hat {r.max_r_hat:.3f}",
         ),
         (
-            "min_ess_bulk",
-            lambda v: v < ESS_MIN,
-            f"ESS < {ESS_MIN:.0f}",
-            lambda r: f"min bulk ESS {r.min_ess_bulk:.0f}, tail {r.min_ess_tail:.0f}",
+            "ess_shortfall",
+            lambda v: v > 0,
+            f"ESS < {ESS_PER_CHAIN:.0f} per chain",
+            lambda r: (
+                f"min bulk ESS {r.min_ess_bulk:.0f}, tail {r.min_ess_tail:.0f}, "
+                f"{r.chains:.0f} chains"
+            ),
         ),
         (
             "n_divergences",
