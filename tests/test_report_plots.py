@@ -264,3 +264,25 @@ def test_posterior_plot_has_lines_at_em_and_truth():
     assert "mean[1, 0]" in titles and "weight[2]" in titles
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert texts[1:] == ["EM estimate", "truth"]
+
+
+def test_coverage_error_bars_stop_at_0_and_1():
+    frame = pd.DataFrame(
+        {
+            "condition": "c",
+            "method": "bayes",
+            "parameter": ["weight[0]", "mean[0,0]"],
+            "interval": "central",
+            "level": 0.9,
+            "coverage": [0.98, 0.03],
+            "coverage_mcse": [0.05, 0.05],
+            "n_sim": 20,
+        }
+    )
+    fig = plots.plot_coverage(frame)
+    (bar,) = _errorbars(fig.axes[0])
+    ends = np.concatenate([seg[:, 0] for seg in bar.lines[2][0].get_segments()])
+    assert ends.min() == pytest.approx(0.0) and ends.max() == pytest.approx(1.0)
+    # the unclipped sides keep their full 1.96 MCSE
+    lows = sorted(seg[0, 0] for seg in bar.lines[2][0].get_segments())
+    assert lows[1] == pytest.approx(0.98 - 1.96 * 0.05)

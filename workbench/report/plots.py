@@ -136,7 +136,8 @@ def _dodged_points(
     *,
     rows: Sequence[str],
     value: str,
-    halfwidth: str,
+    below: str,
+    above: str,
     group: str,
     styles: Mapping[str, Mapping[str, object]],
     markers: Mapping[str, str] | None = None,
@@ -162,7 +163,7 @@ def _dodged_points(
         ax.errorbar(
             sub[value].to_numpy(float),
             y,
-            xerr=sub[halfwidth].to_numpy(float),
+            xerr=sub[[below, above]].to_numpy(float).T,
             fmt=str(style["marker"]),
             color=str(style["color"]),
             markersize=5,
@@ -197,6 +198,7 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
     """
     _require_columns(summary, ["condition", "method", "kind", "parameter", "bias", "bias_mcse"])
     frame = summary.assign(halfwidth=z * summary["bias_mcse"])
+    frame["below"] = frame["above"] = frame["halfwidth"]
     conditions = list(frame["condition"].drop_duplicates())
     kinds = _ordered(frame["kind"], ("weight", "mean", "covariance"))
     styles = _method_styles(_ordered(frame["method"], ROLES))
@@ -214,7 +216,8 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
                 sub,
                 rows=rows,
                 value="bias",
-                halfwidth="halfwidth",
+                below="below",
+                above="above",
                 group="method",
                 styles=styles,
             )
@@ -265,6 +268,9 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
         ],
     )
     frame = summary.assign(halfwidth=z * summary["coverage_mcse"])
+    # A proportion lies in [0, 1]: the error bars stop there.
+    frame["below"] = np.minimum(frame["halfwidth"], frame["coverage"])
+    frame["above"] = np.minimum(frame["halfwidth"], 1.0 - frame["coverage"])
     conditions = list(frame["condition"].drop_duplicates())
     levels = sorted(frame["level"].unique())
     styles = _method_styles(_ordered(frame["method"], ROLES))
@@ -277,8 +283,8 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
     fig, axes = _facet_grid(conditions, len(levels), width=3.8, height=height, sharex=False)
     # One x range per level, so that the conditions in a column can be compared by eye.
     left = {
-        level: max(0.0, min(float(low.min()), level - 0.15) - 0.02)
-        for level, low in (frame["coverage"] - frame["halfwidth"]).groupby(frame["level"])
+        level: max(0.0, min(float(low.min()), level - 0.15)) - 0.03
+        for level, low in (frame["coverage"] - frame["below"]).groupby(frame["level"])
     }
     for i, condition in enumerate(conditions):
         for j, level in enumerate(levels):
@@ -297,13 +303,14 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
                 sub,
                 rows=rows,
                 value="coverage",
-                halfwidth="halfwidth",
+                below="below",
+                above="above",
                 group="method",
                 styles=styles,
                 markers=kind_markers,
                 marker_col="interval",
             )
-            ax.set_xlim(left[level], 1.01)
+            ax.set_xlim(left[level], 1.03)
             ax.set_title(f"nominal {level:.0%}", fontsize=9)
             ax.set_xlabel("coverage of the truth", fontsize=8)
     handles: list[mpl.artist.Artist] = [
