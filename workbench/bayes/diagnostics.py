@@ -14,6 +14,8 @@ import xarray as xr
 
 __all__ = ["component_parameters", "convergence", "sampler_counts"]
 
+NUMPYRO_MAX_DEPTH = 10
+
 
 def component_parameters(
     weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, covariance_type: str
@@ -81,7 +83,8 @@ def sampler_counts(sample_stats: xr.Dataset | None) -> dict[str, int]:
     ----------
     sample_stats : xarray.Dataset or None
         The ``sample_stats`` group of PyMC, numpyro or nutpie output. nutpie calls the
-        tree-depth flag ``maxdepth_reached``; PyMC and numpyro ``reached_max_treedepth``.
+        tree-depth flag ``maxdepth_reached``, PyMC ``reached_max_treedepth``; numpyro
+        reports only ``tree_depth``, compared with its default maximum of 10.
 
     Returns
     -------
@@ -97,4 +100,9 @@ def sampler_counts(sample_stats: xr.Dataset | None) -> dict[str, int]:
     for name in ("reached_max_treedepth", "maxdepth_reached"):
         if name in sample_stats:
             counts["n_max_treedepth"] = int(sample_stats[name].values.sum())
+            return counts
+    if "tree_depth" in sample_stats:
+        counts["n_max_treedepth"] = int(
+            (sample_stats["tree_depth"].values >= NUMPYRO_MAX_DEPTH).sum()
+        )
     return counts

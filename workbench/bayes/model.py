@@ -243,12 +243,11 @@ def weighted_component_logp(
 ) -> pt.TensorVariable:
     """``log w_k + log N(x_i | mu_k, L_k L_k^T)`` for every observation and component.
 
-    Written with the whitened residuals ``z = L_k^{-1} (x - mu_k)`` and ``inv_chol = L^{-1}``
-    so that no (n, K, d, d) tensor is built. ``pm.Mixture`` over a batched
-    ``pm.MvNormal`` broadcasts the Cholesky factors to every observation; on this machine
-    its logp+gradient took 578 us against 98 us here (n=1000, K=3, d=2, nutpie/numba).
-    Leading dimensions of the parameters broadcast against the observations: PyMC passes
-    them as (1, K, ...); a batch of S posterior draws is passed as (S, 1, K, ...).
+    Written with the whitened residuals ``z = L_k^{-1} x - L_k^{-1} mu_k``, one batched
+    matrix product per component, so that no (n, K, d, d) tensor is built. On this
+    machine (n=1000, K=3, d=2, numba) its logp+gradient took 98 us, against 220 us for
+    an elementwise broadcast and 578 us for ``pm.Mixture`` over a batched ``pm.MvNormal``
+    (which broadcasts the Cholesky factors to every observation).
 
     Parameters
     ----------
@@ -256,18 +255,19 @@ def weighted_component_logp(
     w : tensor of shape (..., K)
     mu : tensor of shape (..., K, d)
     inv_chol : tensor of shape (..., K, d, d)
-        Lower-triangular inverse Cholesky factors of the covariances.
+        Lower-triangular inverse Cholesky factors of the covariances. Leading dimensions
+        (e.g. a batch of posterior draws) are shared by the three parameters.
 
     Returns
     -------
-    tensor of shape (..., n, K), the leading dims broadcast with (n,)
+    tensor of shape (..., n, K)
     """
     d = value.shape[-1]
-    delta = value[..., None, :] - mu
-    z = pt.sum(delta[..., None, :] * inv_chol, axis=-1)
+    transposed = pt.swapaxes(inv_chol, -1, -2)
+    z = pt.matmul(value, transposed) - pt.matmul(mu[..., None, :], transposed)  # (..., K, n, d)
     log_det = pt.sum(pt.log(pt.diagonal(inv_chol, axis1=-2, axis2=-1)), axis=-1)
-    component = -0.5 * pt.sum(z**2, axis=-1) + log_det - 0.5 * d * np.log(2.0 * np.pi)
-    return pt.log(w) + component
+    component = -0.5 * pt.sum(z**2, axis=-1) + log_det[..., None] - 0.5 * d * np.log(2.0 * np.pi)
+    return pt.swapaxes(pt.log(w)[..., None] + component, -1, -2)
 
 
 def mixture_logp(
@@ -278,12 +278,21 @@ def mixture_logp(
 ) -> pt.TensorVariable:
     """Pointwise log density ``log sum_k w_k N(x | mu_k, Sigma_k)``, the ``pm.CustomDist`` logp.
 
-    Parameters are as for :func:`weighted_component_logp`.
+    PyMC passes the parameters with a leading length-1 axis for the observations; it is
+    dropped, since the parameters are the same for every observation.
+
+    Parameters
+    ----------
+    value : tensor of shape (n, d)
+    w : tensor of shape (1, K)
+    mu : tensor of shape (1, K, d)
+    inv_chol : tensor of shape (1, K, d, d)
 
     Returns
     -------
-    tensor of shape (..., n)
+    tensor of shape (n,)
     """
+    w, mu, inv_chol = w[0], mu[0], inv_chol[0]
     return pt.logsumexp(weighted_component_logp(value, w, mu, inv_chol), axis=-1)
 
 
