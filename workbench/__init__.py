@@ -1,5 +1,6 @@
 """workbench: compare EM and Bayesian inference for Gaussian mixtures against known truth."""
 
+from workbench.bayes import fit_bayes
 from workbench.em import GaussianMixture
 from workbench.metrics import score_point_estimate, score_posterior
 from workbench.mixture import MixtureParams, log_prob, sample
@@ -12,6 +13,7 @@ __all__ = [
     "MixtureParams",
     "Scenario",
     "build_report",
+    "fit_bayes",
     "log_prob",
     "sample",
     "score_point_estimate",
