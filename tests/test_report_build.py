@@ -438,3 +438,61 @@ def test_config_metadata_is_shown(stored_study, report):
     meta = _sql(stored_study, "SELECT key, value FROM study").set_index("key")["value"]
     assert json.loads(meta["config"])["description"] in html
     assert "tiny: EM against Bayesian inference" in html
+
+
+REAL_STUDY = """
+name = "report_real"
+seed = 5
+replications = 2
+[scenario]
+n_components = 2
+n_features = 1
+n_train = 80
+n_test = 100
+overlap = 0.01
+[methods.em]
+n_init = 2
+[methods.bayes]
+chains = 2
+draws = 150
+tune = 150
+start_at_em = true
+[output]
+keep_draws = "first"
+levels = [0.5, 0.9]
+"""
+
+
+@pytest.mark.slow
+def test_report_of_a_study_run_by_the_runner(tmp_path):
+    from workbench.study.config import parse_study
+    from workbench.study.runner import run_study
+
+    config = parse_study(REAL_STUDY, source="report_real.toml")
+    out = tmp_path / "out"
+    summary = run_study(config, output=out, progress=False)
+    assert summary.n_run == 2
+    index = build_report(out)
+    figures = {p.name for p in (out / "figures").glob("*.png")}
+    assert {"data-c000-r0000.png", "em-c000-r0000.png", "posterior-c000-r0000-bayes.png"} <= figures
+    recovery = pd.read_csv(out / "tables" / "recovery.csv")
+    sql = _sql(
+        out,
+        "SELECT method, parameter, AVG(estimate - truth) AS bias FROM estimates "
+        "GROUP BY method, parameter",
+    )
+    merged = sql.merge(recovery, on=["method", "parameter"], suffixes=("_sql", ""))
+    assert len(merged) == len(sql) == len(recovery)
+    np.testing.assert_allclose(merged["bias"], merged["bias_sql"], rtol=1e-9, atol=1e-15)
+    # the posterior plot used the stored relabelled draws: their mean is the stored estimate
+    from workbench.report.build import _posterior_by_parameter
+
+    with StudyStore(out) as store:
+        idata = store.load_draws(0, 0, "bayes")
+        truth = store.load_params(0, 0)["truth"]
+        rows = store.table("estimates")
+    rows = rows[(rows.replication == 0) & (rows.method == "bayes")]
+    posterior = _posterior_by_parameter(idata, truth, list(rows["parameter"]))
+    means = posterior["value"].mean(("chain", "draw")).to_numpy()
+    np.testing.assert_allclose(means, rows["estimate"].to_numpy(), rtol=1e-9)
+    assert "Flagged fits" in index.read_text()
