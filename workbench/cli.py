@@ -145,6 +145,14 @@ def _cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from workbench.report import build_report
+
+    index = build_report(args.study, output_dir=args.output)
+    print(f"report written: {index}")
+    return 0
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from workbench.study.realdata import fit_data, format_fit, read_data_csv
 
@@ -214,6 +222,13 @@ def _parser() -> argparse.ArgumentParser:
         help="output file (default: results.FORMAT in the output folder)",
     )
     results.set_defaults(handler=_cmd_results)
+
+    report = sub.add_parser("report", help="write the HTML/Markdown comparison report")
+    report.add_argument("study", metavar="STUDY", help=study_help)
+    report.add_argument(
+        "--output", metavar="DIR", help="report folder (default: the study's output folder)"
+    )
+    report.set_defaults(handler=_cmd_report)
 
     fit = sub.add_parser("fit", help="fit EM and the Bayesian mixture to a CSV of real data")
     fit.add_argument("data", metavar="DATA.csv", help="numeric CSV, one row per observation")

@@ -29,6 +29,9 @@ class Executor(Protocol):
     """
 
     description: str
+    #: Chains each task may sample in parallel: None (all CPUs) when tasks run one at a
+    #: time in this process, 1 when several tasks share the machine or run on a cluster.
+    chain_cores: int | None
 
     def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]: ...
 
@@ -58,6 +61,7 @@ class LocalExecutor:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"workers={workers!r} is not allowed; use an integer >= 1")
         self.workers = workers
+        self.chain_cores = None if workers == 1 else 1
         self.description = (
             "in this process" if workers == 1 else f"a local pool of {workers} processes"
         )
@@ -109,6 +113,8 @@ class DaskExecutor:
             raise ValueError(f"local_workers={local_workers!r} is not allowed; use an integer >= 1")
         self.scheduler = scheduler
         self.local_workers = local_workers
+        # one thread per chain inside a daemonic Dask worker: no process forking there
+        self.chain_cores = 1
         self.description = (
             f"the Dask scheduler at {scheduler}"
             if scheduler is not None

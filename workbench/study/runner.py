@@ -62,7 +62,11 @@ class RunSummary:
         return self.n_tasks - self.n_already_done - self.n_run
 
 
-def task_specs(config: StudyConfig, skip: set[tuple[int, int]] | None = None) -> list[TaskSpec]:
+def task_specs(
+    config: StudyConfig,
+    skip: set[tuple[int, int]] | None = None,
+    chain_cores: int | None = None,
+) -> list[TaskSpec]:
     """The study's tasks, replication-major, leaving out those in ``skip``.
 
     Replication-major order means a run stopped early has results for every condition.
@@ -71,6 +75,8 @@ def task_specs(config: StudyConfig, skip: set[tuple[int, int]] | None = None) ->
     ----------
     config : StudyConfig
     skip : set of (condition_id, replication), optional
+    chain_cores : int, optional
+        See :class:`~workbench.study.task.TaskSpec`.
 
     Returns
     -------
@@ -92,6 +98,7 @@ def task_specs(config: StudyConfig, skip: set[tuple[int, int]] | None = None) ->
                     methods=config.methods,
                     levels=config.output.levels,
                     keep=keep == "all" or (keep == "first" and replication == 0),
+                    chain_cores=chain_cores,
                 )
             )
     return specs
@@ -200,7 +207,7 @@ def run_study(
             finished = store.finished_tasks()
         # tasks beyond the config's replications (a study shrunk after a run) stay stored
         in_study = {(c, r) for c, r in finished if r < config.replications}
-        specs = task_specs(config, skip=in_study)
+        specs = task_specs(config, skip=in_study, chain_cores=executor.chain_cores)
         n_run = n_failed = n_errors = 0
         aborted = False
         bar = tqdm(

@@ -47,6 +47,10 @@ class TaskSpec:
         Credible-interval levels to score.
     keep : bool
         Keep the training data, the EM history and the posterior draws.
+    chain_cores : int or None
+        Chains sampled in parallel within the task; None lets the sampler use every CPU
+        (right when tasks run one at a time), 1 avoids oversubscribing a pool of workers.
+        Results do not depend on it.
     """
 
     condition_id: int
@@ -56,6 +60,7 @@ class TaskSpec:
     methods: dict[str, EMOptions | BayesOptions | AdviOptions]
     levels: tuple[float, ...]
     keep: bool
+    chain_cores: int | None = None
 
 
 def _now() -> str:
@@ -131,9 +136,7 @@ def run_task(spec: TaskSpec) -> TaskRecord:
             else:
                 fit = _guarded(
                     name,
-                    partial(
-                        _fit_bayes, dataset, name, options, seed, em_params, spec.levels, spec.keep
-                    ),
+                    partial(_fit_bayes, dataset, name, options, seed, em_params, spec),
                 )
             record.fits.append(fit)
             if fit.status == "failed" and record.status == "ok":
@@ -151,6 +154,10 @@ def _guarded(name: str, fit: Callable[[], FitRecord]) -> FitRecord:
     with warnings.catch_warnings(record=True) as caught:
         # a warning (non-convergence, r_hat) is a finding to store, not an error
         warnings.simplefilter("always")
+        # PyTensor says this once per process, at its first C compilation: it describes the
+        # installation, not the fit, and storing it would make a task's rows depend on
+        # which task its worker happened to run first
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
         try:
             record = fit()
         except Exception as exc:
@@ -240,8 +247,7 @@ def _fit_bayes(
     options: BayesOptions | AdviOptions,
     seed: int,
     em_params: MixtureParams | None,
-    levels: tuple[float, ...],
-    keep: bool,
+    spec: TaskSpec,
 ) -> FitRecord:
     from workbench.bayes import fit_bayes
     from workbench.metrics import score_posterior
@@ -264,6 +270,7 @@ def _fit_bayes(
         reference=em_params,
         random_seed=seed,
         progressbar=False,
+        cores=spec.chain_cores,
     )
     seconds = time.perf_counter() - start
     weights, means, covariances = fit.flat_draws()
@@ -273,7 +280,7 @@ def _fit_bayes(
         means,
         covariances,
         method=name,
-        levels=levels,
+        levels=spec.levels,
         fit_seconds=seconds,
     )
     estimates, intervals = _score_rows(score)
@@ -286,5 +293,7 @@ def _fit_bayes(
         intervals=intervals,
         diagnostics=dict(fit.diagnostics),
         params=_aligned(fit.posterior_mean(), dataset.truth),
-        draws=fit.idata if keep else None,
+        # the pointwise log-likelihood (draws x observations) is most of the file and can be
+        # recomputed from the draws and the kept data
+        draws=fit.idata.drop_nodes("log_likelihood", errors="ignore") if spec.keep else None,
     )
