@@ -380,13 +380,17 @@ def test_posterior_draws_are_aligned_like_the_scorer(stored_study):
     np.testing.assert_allclose(means, rows["estimate"].to_numpy(), rtol=1e-10)
 
 
-def test_selection_can_name_fits_and_rejects_unknown_ones(stored_study, tmp_path):
-    index = build_report(stored_study, output_dir=tmp_path, selected=[(1, 2)])
-    figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+def test_selection_can_name_fits_and_rejects_unknown_ones(stored_study, report, tmp_path):
+    # rebuilt over the default report: its figures of other fits must not linger
+    out = tmp_path / "again"
+    shutil.copytree(report.parent, out)
+    index = build_report(stored_study, output_dir=out, selected=[(1, 2)])
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     # replication 2 was not kept: its data are regenerated from the seed, EM has only a
     # trace, and the page says that the draws were not kept
     assert "data-c001-r0002.png" in figures and "em-c001-r0002.png" in figures
     assert not any(name.startswith("posterior-") for name in figures)
+    assert "data-c000-r0000.png" not in figures
     assert "draws of this fit were not kept" in index.read_text()
     with pytest.raises(ValueError, match=r"\(5, 0\)"):
         build_report(stored_study, output_dir=tmp_path, selected=[(5, 0)])

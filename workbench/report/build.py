@@ -121,7 +121,8 @@ def build_report(
         Where to write the report; default the study's output folder.
     selected : sequence of (condition_id, replication), optional
         Fits that get the detailed plots. Default: per condition, the first replication
-        whose data and draws were kept (``[output] keep_draws``), else replication 0.
+        whose data and draws were kept (``[output] keep_draws``), else the first stored
+        one.
 
     Returns
     -------
@@ -139,7 +140,13 @@ def build_report(
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     with StudyStore(directory) as store:
-        context = _Report(store, out).context(selected)
+        report = _Report(store, out)
+        context = report.context(selected)
+    # Figures of an earlier build that this one did not draw (another selection) would be
+    # stale files next to the report; remove them.
+    for path in (out / "figures").glob("*.png"):
+        if path.name not in report.saved:
+            path.unlink()
     for name, template in (("index.html", "report.html.j2"), ("report.md", "report.md.j2")):
         text = _TEMPLATES.get_template(template).render(**context)
         (out / name).write_text(text, encoding="utf-8")
@@ -192,12 +199,11 @@ class _Report:
         self.labels = dict(
             zip(self.conditions["condition_id"], self.conditions["label"], strict=True)
         )
+        self.saved: set[str] = set()
 
     # ------------------------------------------------------------------ helpers
-    def _csv(self, frame: pd.DataFrame, name: str) -> str:
-        rel = f"tables/{name}.csv"
-        frame.to_csv(self.out / rel, index=False)
-        return rel
+    def _csv(self, frame: pd.DataFrame, name: str) -> None:
+        frame.to_csv(self.out / "tables" / f"{name}.csv", index=False)
 
     def _save(self, fig: Figure, name: str, alt: str, caption: str) -> _Figure:
         rel = f"figures/{name}.png"
@@ -211,6 +217,7 @@ class _Report:
                 colors=PNG_COLORS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
             )
         palette.save(self.out / rel, optimize=True)
+        self.saved.add(f"{name}.png")
         return _Figure(rel, alt, caption)
 
     # ------------------------------------------------------------------ context
@@ -225,7 +232,7 @@ class _Report:
             "study": self._study_summary(),
             "flagged": _Table(
                 "Flagged fits",
-                flagged.drop(columns="condition_id").rename(columns={"condition": "condition"}),
+                flagged.drop(columns="condition_id"),
                 "tables/flagged.csv",
             ),
             "n_flagged_fits": int(
@@ -236,7 +243,11 @@ class _Report:
             "recovery_figures": recovery_figures,
             "diagnostics_tables": diagnostics_tables,
             "selected_fits": [self._selected_fit(c, r) for c, r in selection],
-            "colors": {plots.ROLE_LABELS[r]: plots.ROLE_COLORS[r] for r in plots.ROLES},
+            "colors": {
+                plots.ROLE_LABELS[role]: plots.ROLE_COLORS[role]
+                for role in plots.ROLES
+                if role == "truth" or role in set(self.fits["method"])
+            },
             "thresholds": {"rhat": tables.RHAT_MAX, "ess": tables.ESS_PER_CHAIN},
         }
 
