@@ -32,6 +32,8 @@ from workbench.em._steps import (
     m_step,
     precisions_cholesky_from_precisions,
     safe_precisions_cholesky,
+    split_widest,
+    variance_floor,
 )
 from workbench.mixture import MixtureParams, component_log_prob, n_parameters
 
@@ -39,7 +41,7 @@ __all__ = ["EMHistory", "GaussianMixture"]
 
 # Rows per block when scoring: bounds the (block, n_components) temporaries of
 # component_log_prob so prediction never needs more memory than its output.
-_SCORE_BLOCK = 65536
+_SCORE_BLOCK = 8192
 
 
 class EMHistory(NamedTuple):
@@ -160,9 +162,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``history_``. Off by default: nothing is copied when off.
     on_collapse : {'raise', 'reseed'}, default='raise'
         What to do when a component's covariance stops being positive definite (it has
-        shrunk onto one sample or a subspace). 'raise' raises a ``ValueError`` naming the
-        component. 'reseed' moves the component to the worst-explained samples with a
-        broad covariance and continues; ``n_reseeds_`` counts the re-seeds.
+        shrunk onto one sample or a subspace, or its variance fell below ``10 * eps`` of
+        the data's). 'raise' raises a ``ValueError`` naming the component. 'reseed'
+        re-seeds it by splitting the widest healthy component in two along its longest
+        axis, and continues; ``n_reseeds_`` counts the re-seeds. A collapsed 'tied'
+        covariance always raises: no split can repair a shared covariance.
 
     Attributes
     ----------
@@ -298,6 +302,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     "weight"
                 )
         inits = self._checked_inits(X.shape[1])
+        floor = variance_floor(X, sample_weight)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
@@ -309,7 +314,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         for init in range(n_init):
             self._print_verbose_msg_init_beg(init)
             if do_init:
-                state = self._initialize(X, sample_weight, random_state, inits)
+                state = self._initialize(X, sample_weight, random_state, inits, floor)
             else:
                 state = EMState(
                     self.weights_, self.means_, self.covariances_, self.precisions_cholesky_
@@ -330,14 +335,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     reg_covar=self.reg_covar,
                     covariance_type=self.covariance_type,
                     sample_weight=sample_weight,
+                    floor=floor,
                 )
                 lower_bound = step.lower_bound
                 state = step.state
                 if step.collapsed:
                     self._collapse(step.collapsed, f"EM iteration {n_iter}")
-                    state = self._reseed(
-                        X, sample_weight, state, step.collapsed, step_from=previous
-                    )
+                    state = self._reseed(state, step.collapsed, floor)
                     n_reseeds += len(step.collapsed)
                     last_reseed = n_iter
                 lower_bounds.append(lower_bound)
@@ -434,7 +438,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             resp[indices, np.arange(self.n_components)] = 1
         return resp
 
-    def _initialize(self, X, sample_weight, random_state, inits) -> EMState:
+    def _initialize(self, X, sample_weight, random_state, inits, floor) -> EMState:
         weights_init, means_init, precisions_init = inits
         weights = means = covariances = None
         if weights_init is None or means_init is None or precisions_init is None:
@@ -470,11 +474,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             prec_chol = precisions_cholesky_from_precisions(precisions_init, self.covariance_type)
             covariances = covariances_from_precisions(precisions_init, self.covariance_type)
             return EMState(weights, means, covariances, prec_chol)
-        prec_chol, collapsed = safe_precisions_cholesky(covariances, self.covariance_type)
+        prec_chol, collapsed = safe_precisions_cholesky(covariances, self.covariance_type, floor)
         state = EMState(weights, means, covariances, prec_chol)
         if collapsed:
             self._collapse(collapsed, "initialisation")
-            state = self._reseed(X, sample_weight, state, collapsed, step_from=None)
+            state = self._reseed(state, collapsed, floor)
         return state
 
     @staticmethod
@@ -514,52 +518,22 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             "or pass on_collapse='reseed' to re-seed collapsed components."
         )
         raise ValueError(
-            f"{which} collapsed at {when}: its covariance is not positive definite "
-            "(it holds a single sample or samples on a lower-dimensional subspace), "
+            f"{which} collapsed at {when}: its covariance is singular or not positive "
+            "definite (it holds a single sample or samples on a lower-dimensional subspace), "
             f"with reg_covar={self.reg_covar!r}. {advice}"
         )
 
-    def _reseed(self, X, sample_weight, state: EMState, collapsed, step_from) -> EMState:
-        """Move collapsed components to the worst-explained rows with a broad covariance.
-
-        ``step_from`` is the state whose E-step produced the collapse (its log densities
-        rank the rows); at initialisation it is None and the means stay where they are.
-        """
-        weights, means, covariances = (
-            state.weights.copy(),
-            state.means.copy(),
-            state.covariances.copy(),
+    def _reseed(self, state: EMState, collapsed, floor) -> EMState:
+        """Re-seed collapsed components by splitting the widest healthy ones."""
+        weights, means, covariances = split_widest(
+            state, collapsed, self.covariance_type, np.argmax(floor)
         )
-        collapsed = list(collapsed)
-        if sample_weight is None:
-            mean = X.mean(axis=0)
-            variance = X.var(axis=0)
-        else:
-            mean = np.average(X, axis=0, weights=sample_weight)
-            variance = np.average((X - mean) ** 2, axis=0, weights=sample_weight)
-        variance = variance + self.reg_covar
-        if step_from is not None:
-            log_density = np.empty(X.shape[0])
-            for start, stop, weighted in self._weighted_log_prob_blocks(X, step_from):
-                log_density[start:stop] = logsumexp(weighted, axis=1)
-            if sample_weight is not None:
-                log_density[sample_weight == 0] = np.inf
-            worst = np.argpartition(log_density, len(collapsed) - 1)[: len(collapsed)]
-            means[collapsed] = X[worst]
-        if self.covariance_type == "full":
-            covariances[collapsed] = np.diag(variance)
-        elif self.covariance_type == "diag":
-            covariances[collapsed] = variance
-        else:
-            covariances[collapsed] = variance.mean()
-        weights[collapsed] = 1.0 / self.n_components
-        weights = weights / weights.sum()
-        prec_chol, still = safe_precisions_cholesky(covariances, self.covariance_type)
+        prec_chol, still = safe_precisions_cholesky(covariances, self.covariance_type, floor)
         if still:
             raise ValueError(
-                f"Component {still[0]} could not be re-seeded: the data have zero variance "
-                f"in some feature and reg_covar={self.reg_covar!r}. Increase reg_covar or "
-                "drop constant features."
+                f"Component {still[0]} could not be re-seeded: splitting another component "
+                f"gave a singular covariance too, with reg_covar={self.reg_covar!r}. "
+                "Increase reg_covar or decrease n_components."
             )
         return EMState(weights, means, covariances, prec_chol)
 

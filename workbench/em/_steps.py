@@ -27,6 +27,8 @@ __all__ = [
     "m_step",
     "precisions_cholesky_from_precisions",
     "safe_precisions_cholesky",
+    "split_widest",
+    "variance_floor",
 ]
 
 
@@ -60,7 +62,7 @@ class StepResult(NamedTuple):
         Weighted mean log-likelihood of the data under the parameters *before* the step
         (what scikit-learn records in ``lower_bounds_``).
     collapsed : tuple of int
-        Components whose new covariance is not positive definite.
+        Components whose new covariance is singular (see :func:`safe_precisions_cholesky`).
     """
 
     state: EMState
@@ -123,8 +125,41 @@ def m_step(
     return nk.astype(dtype), means.astype(dtype), covariances.astype(dtype)
 
 
+def variance_floor(X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Smallest variance a component may have before it counts as collapsed.
+
+    ``10 * eps`` of the data's own variance per feature: below that a component's spread
+    is lost in rounding of the data, and its density (and the log-likelihood) grows
+    without bound. The threshold is relative, so rescaling the data does not change it.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    sample_weight : ndarray of shape (n_samples,), optional
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+    """
+    if sample_weight is None:
+        mean = X.mean(axis=0, dtype=np.float64)
+    else:
+        mean = (sample_weight @ X) / np.sum(sample_weight)
+    # A one-component E-step gives every row responsibility exactly 1, so the fused pass
+    # returns the weighted scatter around the mean without an (n, d) temporary.
+    stats = sufficient_statistics(
+        X,
+        shift=mean[None],
+        covariance_type="diag",
+        sample_weight=sample_weight,
+        log_weights=np.zeros(1),
+        precisions_cholesky=np.ones((1, X.shape[1])),
+    )
+    return 10 * np.finfo(X.dtype).eps * stats.second[0] / stats.weight_sum
+
+
 def safe_precisions_cholesky(
-    covariances: np.ndarray, covariance_type: str
+    covariances: np.ndarray, covariance_type: str, floor: np.ndarray | None = None
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """Precision Cholesky factors, reporting collapsed components instead of raising.
 
@@ -133,6 +168,11 @@ def safe_precisions_cholesky(
     covariances : ndarray
         Shaped by ``covariance_type``.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    floor : ndarray of shape (n_features,), optional
+        From :func:`variance_floor`. A component also counts as collapsed when the
+        conditional variance of some feature given the earlier ones (the squared diagonal
+        of its covariance's Cholesky factor; the variance itself for 'diag' and
+        'spherical') is at or below the floor.
 
     Returns
     -------
@@ -143,25 +183,94 @@ def safe_precisions_cholesky(
         single shared covariance is reported as component 0.
     """
     covariances = np.asarray(covariances)
-    if covariance_type == "tied":
-        if not np.all(np.isfinite(covariances)):
-            return np.eye(covariances.shape[0], dtype=covariances.dtype), (0,)
-        try:
-            return precisions_cholesky_from_covariances(covariances, "tied"), ()
-        except ValueError:
-            return np.eye(covariances.shape[0], dtype=covariances.dtype), (0,)
-    out = np.empty_like(covariances)
+    stack = covariances[None] if covariance_type == "tied" else covariances
+    kind = "full" if covariance_type == "tied" else covariance_type
+    limits = np.zeros(1) if floor is None else np.asarray(floor)
+    if kind == "spherical":
+        limits = np.mean(limits)
+    out = np.empty_like(stack)
     collapsed = []
-    for k in range(covariances.shape[0]):
-        cov = covariances[k : k + 1]
+    for k in range(stack.shape[0]):
+        cov = stack[k : k + 1]
         try:
             if not np.all(np.isfinite(cov)):
                 raise ValueError("non-finite covariance")
-            out[k] = precisions_cholesky_from_covariances(cov, covariance_type)[0]
+            prec_chol = precisions_cholesky_from_covariances(cov, kind)[0]
         except ValueError:
-            collapsed.append(k)
-            out[k] = np.eye(cov.shape[-1], dtype=cov.dtype) if covariance_type == "full" else 1
-    return out, tuple(collapsed)
+            prec_chol = None
+        if prec_chol is not None:
+            # For 'full' the squared diagonal of the covariance's Cholesky factor holds
+            # the conditional variances; the precision factor's diagonal is its inverse.
+            spread = 1.0 / np.diagonal(prec_chol) ** 2 if kind == "full" else cov[0]
+            if np.all(spread > limits):
+                out[k] = prec_chol
+                continue
+        collapsed.append(k)
+        out[k] = np.eye(stack.shape[-1], dtype=cov.dtype) if kind == "full" else 1
+    return (out[0] if covariance_type == "tied" else out), tuple(collapsed)
+
+
+def split_widest(
+    state: EMState, collapsed: tuple[int, ...], covariance_type: str, spherical_axis: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Replace each collapsed component by one half of the widest healthy component.
+
+    The widest component (largest weight times total variance) is split along its longest
+    axis: the two halves sit one standard deviation either side of its mean, share its
+    covariance and half its weight. Splitting, unlike moving the component to the
+    worst-explained rows, does not send it back to the isolated rows it collapsed on.
+
+    Parameters
+    ----------
+    state : EMState
+        Parameters whose ``collapsed`` components are to be replaced.
+    collapsed : tuple of int
+    covariance_type : {'full', 'diag', 'spherical'}
+        'tied' has no per-component covariance to split.
+    spherical_axis : int, default=0
+        Direction of the split for 'spherical' components, which have no longest axis.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_components,)
+    means : ndarray of shape (n_components, n_features)
+    covariances : ndarray, shaped by ``covariance_type``
+
+    Raises
+    ------
+    ValueError
+        If every component collapsed.
+    """
+    weights, means, covariances = (a.copy() for a in state[:3])
+    healthy = [k for k in range(len(weights)) if k not in collapsed]
+    if not healthy:
+        raise ValueError(
+            "every component collapsed, so none can be split to re-seed them; "
+            "increase reg_covar or decrease n_components"
+        )
+    n_features = means.shape[1]
+    for k in collapsed:
+        if covariance_type == "full":
+            spread = np.trace(covariances[healthy], axis1=1, axis2=2)
+        elif covariance_type == "diag":
+            spread = covariances[healthy].sum(axis=1)
+        else:
+            spread = covariances[healthy] * n_features
+        widest = healthy[int(np.argmax(weights[healthy] * spread))]
+        if covariance_type == "full":
+            eigenvalues, eigenvectors = np.linalg.eigh(covariances[widest])
+            offset = np.sqrt(eigenvalues[-1]) * eigenvectors[:, -1]
+        else:
+            variances = np.broadcast_to(covariances[widest], (n_features,))
+            axis = int(np.argmax(variances)) if covariance_type == "diag" else spherical_axis
+            offset = np.zeros(n_features)
+            offset[axis] = np.sqrt(variances[axis])
+        means[k] = means[widest] + offset
+        means[widest] = means[widest] - offset
+        covariances[k] = covariances[widest]
+        weights[k] = weights[widest] = weights[widest] / 2
+        healthy.append(k)
+    return weights, means, covariances
 
 
 def em_step(
@@ -171,6 +280,7 @@ def em_step(
     reg_covar: float,
     covariance_type: str,
     sample_weight: np.ndarray | None = None,
+    floor: np.ndarray | None = None,
 ) -> StepResult:
     """One EM iteration: a fused E-step pass, then the M-step.
 
@@ -182,6 +292,8 @@ def em_step(
     reg_covar : float
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
     sample_weight : ndarray of shape (n_samples,), optional
+    floor : ndarray of shape (n_features,), optional
+        Collapse threshold from :func:`variance_floor`.
 
     Returns
     -------
@@ -202,7 +314,7 @@ def em_step(
         stats, reg_covar=reg_covar, covariance_type=covariance_type, dtype=X.dtype
     )
     weights = nk / np.sum(nk)
-    precisions_cholesky, collapsed = safe_precisions_cholesky(covariances, covariance_type)
+    precisions_cholesky, collapsed = safe_precisions_cholesky(covariances, covariance_type, floor)
     lower_bound = stats.log_likelihood / stats.weight_sum
     return StepResult(
         EMState(weights, means, covariances, precisions_cholesky), lower_bound, collapsed
