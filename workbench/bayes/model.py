@@ -173,12 +173,12 @@ class BayesPriors:
         if self.mean_loc is None:
             loc = X.mean(axis=0)
         else:
-            loc = np.broadcast_to(np.asarray(self.mean_loc, dtype=float), (d,)).copy()
             if np.ndim(self.mean_loc) == 1 and len(self.mean_loc) != d:
                 raise ValueError(
                     f"mean_loc={self.mean_loc!r} has {len(self.mean_loc)} values but the data "
                     f"have {d} features; give one number or {d}"
                 )
+            loc = np.broadcast_to(np.asarray(self.mean_loc, dtype=float), (d,)).copy()
         scale = 2.0 * sd if self.mean_scale is None else np.full(d, self.mean_scale)
         sigma = sd.copy() if self.scale_prior is None else np.full(d, self.scale_prior)
         return {"mean_loc": loc, "mean_scale": scale, "scale_prior": sigma}
