@@ -77,7 +77,9 @@ def _idata(weights, means, covariances, chains: int) -> xr.DataTree:
     return xr.DataTree.from_dict({"posterior_relabelled": relabelled})
 
 
-def _task(condition_id: int, replication: int, scenario: Scenario) -> TaskRecord:
+def _task(
+    condition_id: int, replication: int, scenario: Scenario, *, bayes: bool = True
+) -> TaskRecord:
     seed = 1000 * condition_id + replication
     rng = np.random.default_rng(seed)
     dataset = simulate(scenario, seed)
@@ -130,6 +132,9 @@ def _task(condition_id: int, replication: int, scenario: Scenario) -> TaskRecord
         em_history=history,
         params=estimate,
     )
+    if not bayes:
+        record.fits = [em]
+        return record
     if condition_id == 0 and replication == 3:
         bayes = FitRecord(
             method="bayes",
@@ -410,6 +415,28 @@ def test_report_from_toml_and_errors(stored_study, tmp_path, monkeypatch):
         build_report(tmp_path)
     with pytest.raises(ValueError, match="neither a study TOML file nor an output folder"):
         build_report(tmp_path / "missing.txt")
+
+
+def test_em_only_study_reports_without_bayes_sections(tmp_path):
+    directory = tmp_path / "em_only"
+    store = StudyStore.create(
+        directory,
+        name="em_only",
+        config_toml='name = "em_only"\n',
+        config={"name": "em_only", "replications": 3},
+        config_hash="1" * 64,
+        conditions=[(SCENARIOS[0].label(), SCENARIOS[0].to_dict())],
+    )
+    with store:
+        for replication in range(3):
+            store.write_task(_task(0, replication, SCENARIOS[0], bayes=False))
+    index = build_report(directory)
+    figures = {p.name for p in (directory / "figures").glob("*.png")}
+    assert figures == {"bias.png", "data-c000-r0000.png", "em-c000-r0000.png"}
+    html = index.read_text()
+    assert "MCMC diagnostics" not in html and "EM convergence" in html
+    assert "Bayes" not in html.split("Colours used in every plot")[1].split("</p>")[0]
+    assert "No fit was flagged." in html
 
 
 def test_page_loads_every_image_without_console_errors(report):
