@@ -146,6 +146,16 @@ BAD_CONFIGS = [
         ["output.levels", "[0.5, 1.5]", "(0, 1)"],
     ),
     ("not TOML", 'name = "x\n', ["not valid TOML"]),
+    (
+        "bad prior",
+        'name = "x"\n[methods.em]\n[methods.bayes.priors]\nlkj_eta = -1.0\n',
+        ["methods.bayes.priors", "lkj_eta", "-1.0"],
+    ),
+    (
+        "unknown prior",
+        'name = "x"\n[methods.em]\n[methods.advi.priors]\neta = 2.0\n',
+        ["methods.advi.priors", "eta"],
+    ),
 ]
 
 
