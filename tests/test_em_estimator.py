@@ -113,6 +113,15 @@ def test_n_init_keeps_the_best_start():
     assert many.lower_bound_ == many.lower_bounds_[-1]
 
 
+def test_verbose_output_follows_sklearn(capsys):
+    X = blobs(np.random.default_rng(15))
+    GaussianMixture(3, verbose=2, verbose_interval=1, random_state=0, n_init=2).fit(X)
+    out = capsys.readouterr().out
+    assert out.count("Initialization 0") == 1 and out.count("Initialization 1") == 1
+    assert "  Iteration 1\t time lapse" in out and "ll change" in out
+    assert out.count("Initialization converged. time lapse") == 2
+
+
 # ---------------------------------------------------------------- history_
 
 
@@ -140,6 +149,11 @@ def test_history_records_every_iteration(covariance_type):
     start = GaussianMixture(**kwargs, max_iter=0).fit(X)
     assert_allclose(history.means[0], start.means_)
     assert_allclose(history.weights[0], start.weights_)
+    # Entry 1 holds the parameters after one iteration.
+    with pytest.warns(ConvergenceWarning):
+        one = GaussianMixture(**kwargs, max_iter=1).fit(X)
+    assert_allclose(history.means[1], one.means_)
+    assert_allclose(history.covariances[1], one.covariances_)
     # Recording does not change the fit.
     assert_allclose(tracked.means_, plain.means_)
     assert tracked.lower_bounds_ == plain.lower_bounds_
