@@ -262,3 +262,21 @@ def test_tied_collapse_always_raises():
     model = GaussianMixture(2, covariance_type="tied", reg_covar=0.0, on_collapse="reseed")
     with pytest.raises(ValueError, match="The tied covariance collapsed"):
         model.fit(X)
+
+
+def test_collapse_at_initialisation_raise_and_reseed():
+    X, _ = collapsing_data()  # k-means puts the five identical rows in a cluster of their own
+    with pytest.raises(ValueError, match=r"Component \d collapsed at initialisation"):
+        GaussianMixture(3, reg_covar=0.0, random_state=0).fit(X)
+    model = GaussianMixture(3, reg_covar=0.0, random_state=0, on_collapse="reseed").fit(X)
+    assert model.n_reseeds_ >= 1
+    assert np.all(np.isfinite(model.covariances_)) and np.all(np.isfinite(model.lower_bounds_))
+
+
+def test_reseed_cannot_help_when_every_component_collapses():
+    X = np.random.default_rng(16).normal(size=(30, 2))
+    model = GaussianMixture(
+        3, init_params="random_from_data", reg_covar=0.0, on_collapse="reseed", random_state=0
+    )
+    with pytest.raises(ValueError, match="every component collapsed"):
+        model.fit(X)

@@ -313,8 +313,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.converged_ = False
         for init in range(n_init):
             self._print_verbose_msg_init_beg(init)
+            n_reseeds = 0
             if do_init:
-                state = self._initialize(X, sample_weight, random_state, inits, floor)
+                state, n_reseeds = self._initialize(X, sample_weight, random_state, inits, floor)
             else:
                 state = EMState(
                     self.weights_, self.means_, self.covariances_, self.precisions_cholesky_
@@ -322,9 +323,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             lower_bound = -np.inf if do_init else self.lower_bound_
             trace = [state] if self.keep_history else None
             if self.max_iter == 0:
-                best = (state, 0, [], trace, 0)
+                best = (state, 0, [], trace, n_reseeds)
                 continue
-            converged, n_reseeds, last_reseed = False, 0, -2
+            converged, last_reseed = False, -2
             lower_bounds = []
             for n_iter in range(1, self.max_iter + 1):
                 prev_lower_bound = lower_bound
@@ -381,15 +382,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         final_loglik = 0.0
         for start, stop, weighted in self._weighted_log_prob_blocks(X):
             labels[start:stop] = np.argmax(weighted, axis=1)
-            norm = logsumexp(weighted, axis=1)
-            if sample_weight is None:
-                final_loglik += float(np.sum(norm))
-            else:
-                w = sample_weight[start:stop]
-                final_loglik += float(np.sum(w[w > 0] * norm[w > 0]))
-        total_weight = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+            if trace is not None:
+                norm = logsumexp(weighted, axis=1)
+                if sample_weight is None:
+                    final_loglik += float(np.sum(norm))
+                else:
+                    w = sample_weight[start:stop]
+                    final_loglik += float(np.sum(w[w > 0] * norm[w > 0]))
         self.history_ = None
         if trace is not None:
+            total_weight = X.shape[0] if sample_weight is None else np.sum(sample_weight)
             self.history_ = EMHistory(
                 weights=np.stack([s.weights for s in trace]),
                 means=np.stack([s.means for s in trace]),
@@ -438,7 +440,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             resp[indices, np.arange(self.n_components)] = 1
         return resp
 
-    def _initialize(self, X, sample_weight, random_state, inits, floor) -> EMState:
+    def _initialize(self, X, sample_weight, random_state, inits, floor) -> tuple[EMState, int]:
         weights_init, means_init, precisions_init = inits
         weights = means = covariances = None
         if weights_init is None or means_init is None or precisions_init is None:
@@ -473,13 +475,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if precisions_init is not None:
             prec_chol = precisions_cholesky_from_precisions(precisions_init, self.covariance_type)
             covariances = covariances_from_precisions(precisions_init, self.covariance_type)
-            return EMState(weights, means, covariances, prec_chol)
+            return EMState(weights, means, covariances, prec_chol), 0
         prec_chol, collapsed = safe_precisions_cholesky(covariances, self.covariance_type, floor)
         state = EMState(weights, means, covariances, prec_chol)
         if collapsed:
             self._collapse(collapsed, "initialisation")
             state = self._reseed(state, collapsed, floor)
-        return state
+        return state, len(collapsed)
 
     @staticmethod
     def _unclaimed_scatter(X, sample_weight, resp) -> np.ndarray:
@@ -541,12 +543,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _set_state(self, state: EMState) -> None:
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = state
-        if not all(np.all(np.isfinite(a)) for a in state):
-            # Unreachable for finite input: every covariance passed a Cholesky check. This
-            # guards the promise that fit never returns NaN.
-            raise ValueError(
-                "EM produced non-finite parameters; scale the input data or increase reg_covar"
-            )
         chol = self.precisions_cholesky_
         if self.covariance_type == "full":
             self.precisions_ = chol @ np.swapaxes(chol, 1, 2)
