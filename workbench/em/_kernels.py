@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from workbench.mixture import LOG_2PI
+from workbench.mixture import LOG_2PI, log_det_precision_cholesky
 
 __all__ = ["SufficientStats", "sufficient_statistics"]
 
@@ -223,8 +223,6 @@ def sufficient_statistics(
         ``second`` is a full ``(K, d, d)`` matrix for 'full' and 'tied', and the
         ``(K, d)`` diagonal for 'diag' and 'spherical'.
     """
-    from workbench.mixture import log_det_precision_cholesky
-
     n_samples, n_features = X.shape
     shift = np.ascontiguousarray(shift, dtype=np.float64)
     n_components = shift.shape[0]
