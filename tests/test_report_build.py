@@ -231,6 +231,7 @@ def test_report_writes_html_markdown_tables_and_figures(report):
     for src in [s.split('"')[0] for s in html.split('src="')[1:]]:
         assert not src.startswith(("/", "http")), f"{src} is not a relative path"
         assert (out / src).is_file()
+    assert "under DGP" not in html  # well specified: DGP = truth, not repeated
     markdown = (out / "report.md").read_text()
     assert "![" in markdown and "figures/bias.png" in markdown
 
@@ -417,7 +418,10 @@ def test_report_from_toml_and_errors(stored_study, tmp_path, monkeypatch):
         build_report(tmp_path / "missing.txt")
 
 
-def test_em_only_study_reports_without_bayes_sections(tmp_path):
+def test_em_only_misspecified_study(tmp_path):
+    scenario = Scenario(
+        n_components=2, n_features=1, n_train=120, n_test=200, misspecification="student_t"
+    )
     directory = tmp_path / "em_only"
     store = StudyStore.create(
         directory,
@@ -425,11 +429,11 @@ def test_em_only_study_reports_without_bayes_sections(tmp_path):
         config_toml='name = "em_only"\n',
         config={"name": "em_only", "replications": 3},
         config_hash="1" * 64,
-        conditions=[(SCENARIOS[0].label(), SCENARIOS[0].to_dict())],
+        conditions=[(scenario.label(), scenario.to_dict())],
     )
     with store:
         for replication in range(3):
-            store.write_task(_task(0, replication, SCENARIOS[0], bayes=False))
+            store.write_task(_task(0, replication, scenario, bayes=False))
     index = build_report(directory)
     figures = {p.name for p in (directory / "figures").glob("*.png")}
     assert figures == {"bias.png", "data-c000-r0000.png", "em-c000-r0000.png"}
@@ -437,6 +441,8 @@ def test_em_only_study_reports_without_bayes_sections(tmp_path):
     assert "MCMC diagnostics" not in html and "EM convergence" in html
     assert "Bayes" not in html.split("Colours used in every plot")[1].split("</p>")[0]
     assert "No fit was flagged." in html
+    # misspecified: the log-likelihoods under the data-generating distribution are shown
+    assert "held-out lpd under DGP" in html
 
 
 def test_page_loads_every_image_without_console_errors(report):
