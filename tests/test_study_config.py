@@ -123,7 +123,7 @@ BAD_CONFIGS = [
     (
         "bad scenario value",
         'name = "x"\n[design]\noverlap = [0.01, 2.0]\n[methods.em]\n',
-        ["condition 1", "overlap", "2.0", "(0, 1)"],
+        ["condition 1", "overlap=2.0", "must be a number"],
     ),
     (
         "unknown condition key",
