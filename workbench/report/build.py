@@ -332,7 +332,7 @@ class _Report:
                     "bias",
                     "Forest plot of bias per parameter, condition and method",
                     "Bias of each parameter (estimate minus truth, averaged over replications) "
-                    "with +-1.96 Monte Carlo SE. Bayes is the posterior mean.",
+                    "with ±1.96 Monte Carlo SE. Bayes is the posterior mean.",
                 )
             )
         if len(coverage):
@@ -342,7 +342,7 @@ class _Report:
                     "coverage",
                     "Coverage of credible intervals per parameter, condition and level",
                     "Share of replications whose credible interval contains the truth, with "
-                    "+-1.96 MCSE. The black line is the nominal level; the grey band is where "
+                    "±1.96 MCSE. The black line is the nominal level; the grey band is where "
                     "exactly calibrated intervals would fall 95% of the time.",
                 )
             )

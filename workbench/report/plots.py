@@ -225,7 +225,7 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
             ax.set_xlabel("bias (estimate - truth)", fontsize=8)
     fig.legend(
         handles=[_method_handle(m, s) for m, s in styles.items()],
-        title=f"error bars: +-{z:g} MCSE",
+        title=f"error bars: ±{z:g} MCSE",
         loc="outside lower center",
         ncols=len(styles),
         frameon=False,
@@ -322,11 +322,11 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
     ]
     handles += [
         Line2D([], [], color=ROLE_COLORS["truth"], label="nominal"),
-        Patch(color="#e6e6e6", label=f"Monte Carlo band (+-{z:g} SE)"),
+        Patch(color="#e6e6e6", label=f"Monte Carlo band (±{z:g} SE)"),
     ]
     fig.legend(
         handles=handles,
-        title=f"error bars: +-{z:g} MCSE",
+        title=f"error bars: ±{z:g} MCSE",
         loc="outside lower center",
         ncols=min(len(handles), 4),
         frameon=False,
