@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from workbench.cli import main
@@ -85,17 +86,21 @@ def test_missing_study_file_and_folder_without_results(
     assert "neither a study TOML file nor an output folder" in capsys.readouterr().err
 
 
-def test_usage_errors_exit_2(tmp_path: Path) -> None:
-    (tmp_path / "s.toml").write_text(GOOD)
-    for args in (
+@pytest.mark.parametrize(
+    "args",
+    [
         ["run", "s.toml", "--workers", "0"],
         ["run", "s.toml", "--workers", "1", "--dask-local", "1"],
         ["results", "s.toml", "--format", "xlsx"],
+        ["fit", "data.csv"],
         ["frobnicate"],
-    ):
-        result = _cli(*args, cwd=tmp_path)
-        assert result.returncode == 2, args
-        assert "Traceback" not in result.stderr
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert "usage: workbench" in capsys.readouterr().err
 
 
 def test_status_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,3 +109,49 @@ def test_status_before_any_run(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["status", str(path)]) == 0
     out = capsys.readouterr().out
     assert "not run yet" in out and "1 total, 0 ok, 0 failed, 1 remaining" in out
+
+
+def test_fit_real_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-3, 1, 120), rng.normal(3, 0.5, 80)])
+    (tmp_path / "data.csv").write_text("x\n" + "\n".join(f"{v:.6f}" for v in X))
+    args = ["fit", str(tmp_path / "data.csv"), "--components", "2", "--sampler", "advi"]
+    assert main([*args, "--draws", "200", "--tune", "2000", "--n-init", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "data: 200 observations, 1 features; 2 components" in out
+    em_line = next(line for line in out.splitlines() if "at the EM estimate" in line)
+    assert float(em_line.split()[-1]) == pytest.approx(
+        np.mean(np.log(0.6 * _normal_pdf(X, -3, 1) + 0.4 * _normal_pdf(X, 3, 0.5))), abs=0.05
+    )
+    table = [line.split() for line in out.splitlines() if "[" in line and "]" in line]
+    rows = {row[0]: row for row in table if row[0].startswith(("weight", "mean", "cov"))}
+    assert set(rows) == {"weight[0]", "weight[1]", "mean[0,0]", "mean[1,0]"} | {
+        "cov[0,0,0]",
+        "cov[1,0,0]",
+    }
+    assert float(rows["mean[0,0]"][1]) == pytest.approx(-3, abs=0.3)  # the EM estimate
+    for name, em, post_mean, _, lower, upper, inside in rows.values():
+        assert float(lower) <= float(post_mean) <= float(upper), name
+        assert (float(lower) <= float(em) <= float(upper)) == (inside == "yes"), name
+
+
+def _normal_pdf(x: np.ndarray, mean: float, sd: float) -> np.ndarray:
+    return np.exp(-0.5 * ((x - mean) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("x,y\n1,2\n3,abc\n", "column 'y' holds the non-numeric value 'abc'"),
+        ("x,y\n1,2\n3,\n", "row 2, column 'y' is missing"),
+        ("", "the file is empty"),
+    ],
+)
+def test_fit_bad_data_one_line_exit_2(
+    content: str, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    assert main(["fit", str(path), "--components", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and fragment in err
