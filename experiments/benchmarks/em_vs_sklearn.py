@@ -6,9 +6,12 @@ T(max_iter=1)) / m``, which removes validation, initialisation and the final E-s
 (``max_iter=0`` is not usable as the baseline: scikit-learn 1.9 fails on it when
 ``precisions_init`` is given, as it never sets ``covariances_``); each is the minimum
 over ``--repeats`` runs, alternating the two estimators so that load from other processes
-hits both alike. Peak memory is the rise of the process's peak resident set during one
-``fit`` (Linux: ``/proc/self/clear_refs`` resets the peak before each fit), so it counts
-numba's allocations as well as numpy's.
+hits both alike.
+
+Peak memory is measured in a fresh subprocess per estimator and case, so neither inherits
+memory the other freed but the allocator kept: the rise of the process's peak resident
+set (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) during one ``fit`` of
+``m + 1`` iterations. It counts numba's allocations as well as numpy's.
 
 Run from the repository root::
 
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 import time
 import warnings
 
@@ -85,17 +90,63 @@ def timed_fit(cls, X, kwargs, max_iter):
     return model, elapsed, (peak - before) / 1024.0
 
 
+ESTIMATORS = {"sk": SklearnGaussianMixture, "ours": GaussianMixture}
+
+
+def iterations_for(n: int) -> int:
+    return 10 if n <= 10_000 else 5 if n <= 100_000 else 3
+
+
+def case_inputs(seed: int, n: int, d: int, k: int, covariance_type: str):
+    """Data and shared init of one case; the same in the parent and in every child."""
+    rng = np.random.default_rng([seed, n, d, k])
+    X = make_data(n, d, k, rng)
+    init_rng = np.random.default_rng([seed, n, d, k, COVARIANCE_TYPES.index(covariance_type)])
+    kwargs = dict(
+        n_components=k,
+        covariance_type=covariance_type,
+        **shared_init(X, k, covariance_type, init_rng),
+    )
+    return X, kwargs
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel specialisation before measuring."""
+    warm = make_data(5000, 2, 2, np.random.default_rng(0))
+    for covariance_type in COVARIANCE_TYPES:
+        for cls in ESTIMATORS.values():
+            timed_fit(cls, warm, dict(n_components=2, covariance_type=covariance_type), 2)
+
+
+def memory_child(seed: int, n: int, d: int, k: int, covariance_type: str, name: str) -> None:
+    X, kwargs = case_inputs(seed, n, d, k, covariance_type)
+    warm_up()
+    _, _, peak = timed_fit(ESTIMATORS[name], X, kwargs, iterations_for(n) + 1)
+    print(peak)
+
+
+def peak_memory_mib(seed: int, n: int, d: int, k: int, covariance_type: str, name: str) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(seed), str(n), str(d), str(k)]
+        + [covariance_type, name],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
-
-    # Compile (or load from cache) every kernel specialisation before timing.
-    warm = make_data(5000, 2, 2, rng)
-    for covariance_type in COVARIANCE_TYPES:
-        timed_fit(GaussianMixture, warm, dict(n_components=2, covariance_type=covariance_type), 2)
+    if args.memory_child:
+        seed, n, d, k, covariance_type, name = args.memory_child
+        memory_child(int(seed), int(n), int(d), int(k), covariance_type, name)
+        return
+    warm_up()
 
     header = (
         f"{'n':>9} {'d':>3} {'k':>2} {'type':>9} | {'sklearn ms':>10} {'ours ms':>9} "
@@ -105,25 +156,22 @@ def main() -> None:
     print("-" * len(header))
     failures = []
     for n, d, k in CASES:
-        X = make_data(n, d, k, rng)
-        iterations = 10 if n <= 10_000 else 5 if n <= 100_000 else 3
+        iterations = iterations_for(n)
         for covariance_type in COVARIANCE_TYPES:
-            kwargs = dict(
-                n_components=k,
-                covariance_type=covariance_type,
-                **shared_init(X, k, covariance_type, rng),
-            )
-            best = {"sk": [np.inf, np.inf], "ours": [np.inf, np.inf]}
-            memory = {}
+            X, kwargs = case_inputs(args.seed, n, d, k, covariance_type)
+            best = {name: [np.inf, np.inf] for name in ESTIMATORS}
             models = {}
             for _ in range(args.repeats):
-                for name, cls in (("sk", SklearnGaussianMixture), ("ours", GaussianMixture)):
+                for name, cls in ESTIMATORS.items():
                     _, t0, _ = timed_fit(cls, X, kwargs, 1)
-                    model, t1, mem = timed_fit(cls, X, kwargs, iterations + 1)
+                    model, t1, _ = timed_fit(cls, X, kwargs, iterations + 1)
                     best[name][0] = min(best[name][0], t0)
                     best[name][1] = min(best[name][1], t1)
-                    memory[name] = max(memory.get(name, 0.0), mem)
                     models[name] = model
+            memory = {
+                name: peak_memory_mib(args.seed, n, d, k, covariance_type, name)
+                for name in ESTIMATORS
+            }
             per_iter = {name: (t1 - t0) / iterations for name, (t0, t1) in best.items()}
             ratio = per_iter["sk"] / per_iter["ours"]
             lb_sk, lb_ours = models["sk"].lower_bound_, models["ours"].lower_bound_
