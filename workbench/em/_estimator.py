@@ -16,6 +16,7 @@ from time import time
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin, _fit_context
 from sklearn.cluster import KMeans, kmeans_plusplus
@@ -214,24 +215,24 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_components=1,
+        n_components: int = 1,
         *,
-        covariance_type="full",
-        tol=1e-3,
-        reg_covar=1e-6,
-        max_iter=100,
-        n_init=1,
-        init_params="kmeans",
-        weights_init=None,
-        means_init=None,
-        precisions_init=None,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        verbose_interval=10,
-        keep_history=False,
-        on_collapse="raise",
-    ):
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init: ArrayLike | None = None,
+        means_init: ArrayLike | None = None,
+        precisions_init: ArrayLike | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        keep_history: bool = False,
+        on_collapse: str = "raise",
+    ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -251,7 +252,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(
+        self, X: ArrayLike, y: None = None, sample_weight: ArrayLike | None = None
+    ) -> GaussianMixture:
         """Estimate the parameters with EM, keeping the best of ``n_init`` starts.
 
         Parameters
@@ -269,7 +272,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(
+        self, X: ArrayLike, y: None = None, sample_weight: ArrayLike | None = None
+    ) -> np.ndarray:
         """Fit as :meth:`fit` does, then return the most probable component of each row.
 
         Parameters
@@ -571,7 +576,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         check_is_fitted(self)
         return validate_data(self, X, reset=False)
 
-    def score_samples(self, X):
+    def score_samples(self, X: ArrayLike) -> np.ndarray:
         """Log density of each sample under the fitted mixture.
 
         Parameters
@@ -591,7 +596,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             out[start:stop] = norm
         return out
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike, y: None = None) -> float:
         """Mean log-likelihood per sample of ``X``.
 
         Parameters
@@ -605,7 +610,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         return float(np.mean(self.score_samples(X)))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Most probable component of each sample.
 
         Parameters
@@ -622,7 +627,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             labels[start:stop] = np.argmax(weighted, axis=1)
         return labels
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Posterior probability of each component for each sample.
 
         Parameters
@@ -644,7 +649,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             out[start:stop] = resp
         return out
 
-    def sample(self, n_samples=1):
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples from the fitted mixture (the same draws as scikit-learn).
 
         Parameters
@@ -699,7 +704,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _n_parameters(self) -> int:
         return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
 
-    def bic(self, X):
+    def bic(self, X: np.ndarray) -> float:
         """Bayesian information criterion on ``X``; lower is better.
 
         Parameters
@@ -712,7 +717,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """
         return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
 
-    def aic(self, X):
+    def aic(self, X: np.ndarray) -> float:
         """Akaike information criterion on ``X``; lower is better.
 
         Parameters
