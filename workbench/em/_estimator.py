@@ -163,10 +163,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``history_``. Off by default: nothing is copied when off.
     on_collapse : {'raise', 'reseed'}, default='raise'
         What to do when a component's covariance stops being positive definite (it has
-        shrunk onto one sample or a subspace, or its variance fell below ``10 * eps`` of
-        the data's). 'raise' raises a ``ValueError`` naming the component. 'reseed'
-        re-seeds it by splitting the widest healthy component in two along its longest
-        axis, and continues; ``n_reseeds_`` counts the re-seeds. A collapsed 'tied'
+        shrunk onto one sample or a subspace: its standard deviation in some direction is
+        within ten rounding units of the data's largest value). 'raise' raises a
+        ``ValueError`` naming the component. 'reseed' re-seeds it by splitting the widest
+        healthy component in two along its longest axis, and continues; ``n_reseeds_``
+        counts the re-seeds. A collapsed 'tied'
         covariance always raises: no split can repair a shared covariance.
 
     Attributes
@@ -307,7 +308,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     "weight"
                 )
         inits = self._checked_inits(X.shape[1])
-        floor = variance_floor(X, sample_weight)
+        floor = variance_floor(X)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1

@@ -125,37 +125,26 @@ def m_step(
     return nk.astype(dtype), means.astype(dtype), covariances.astype(dtype)
 
 
-def variance_floor(X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+def variance_floor(X: np.ndarray) -> np.ndarray:
     """Smallest variance a component may have before it counts as collapsed.
 
-    ``10 * eps`` of the data's own variance per feature: below that a component's spread
-    is lost in rounding of the data, and its density (and the log-likelihood) grows
-    without bound. The threshold is relative, so rescaling the data does not change it.
+    ``(10 * eps * max|x_j|)^2`` per feature: a standard deviation within ten rounding
+    units of the data's largest value is rounding noise, not spread. A component that
+    narrow sits on one point (or on a set of points with zero spread in some direction),
+    and its density, and with it the log-likelihood, grows without bound. The threshold
+    is relative to the data's magnitude, so rescaling the data does not change which
+    components count as collapsed.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
-    sample_weight : ndarray of shape (n_samples,), optional
 
     Returns
     -------
     ndarray of shape (n_features,)
     """
-    if sample_weight is None:
-        mean = X.mean(axis=0, dtype=np.float64)
-    else:
-        mean = (sample_weight @ X) / np.sum(sample_weight)
-    # A one-component E-step gives every row responsibility exactly 1, so the fused pass
-    # returns the weighted scatter around the mean without an (n, d) temporary.
-    stats = sufficient_statistics(
-        X,
-        shift=mean[None],
-        covariance_type="diag",
-        sample_weight=sample_weight,
-        log_weights=np.zeros(1),
-        precisions_cholesky=np.ones((1, X.shape[1])),
-    )
-    return 10 * np.finfo(X.dtype).eps * stats.second[0] / stats.weight_sum
+    magnitude = np.maximum(X.max(axis=0), -X.min(axis=0)).astype(np.float64)
+    return (10 * np.finfo(X.dtype).eps * magnitude) ** 2
 
 
 def safe_precisions_cholesky(
