@@ -7,6 +7,7 @@ error (printed on one line, without a traceback); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,7 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         executor = LocalExecutor(args.workers or default_workers())
     print(
         f"study {config.name!r}: {len(config.conditions)} conditions x {config.replications} "
-        f"replications, methods {', '.join(config.methods)}; running on {executor.description}"
+        f"replications, methods {', '.join(config.methods)}; running {executor.description}"
     )
     summary = run_study(
         config,
@@ -272,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split())
         print(f"workbench: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) stopped reading: not an error of ours
+        sys.stdout = open(os.devnull, "w")  # so that flushing at exit does not raise again
+        return 0
     except KeyboardInterrupt:
         print(
             "workbench: interrupted; finished tasks are stored, run the same command to resume",

@@ -63,7 +63,7 @@ class LocalExecutor:
         self.workers = workers
         self.chain_cores = None if workers == 1 else 1
         self.description = (
-            "in this process" if workers == 1 else f"a local pool of {workers} processes"
+            "in this process" if workers == 1 else f"on a local pool of {workers} processes"
         )
 
     def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
@@ -116,9 +116,9 @@ class DaskExecutor:
         # one thread per chain inside a daemonic Dask worker: no process forking there
         self.chain_cores = 1
         self.description = (
-            f"the Dask scheduler at {scheduler}"
+            f"on the Dask scheduler at {scheduler}"
             if scheduler is not None
-            else f"a Dask LocalCluster of {local_workers} workers"
+            else f"on a Dask LocalCluster of {local_workers} workers"
         )
 
     def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
