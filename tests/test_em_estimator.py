@@ -280,3 +280,20 @@ def test_reseed_cannot_help_when_every_component_collapses():
     )
     with pytest.raises(ValueError, match="every component collapsed"):
         model.fit(X)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_collapse_detection_does_not_depend_on_units(scale):
+    X, init = collapsing_data()
+    init = dict(init, means_init=init["means_init"] * scale)
+    init["precisions_init"] = init["precisions_init"] / scale**2
+    with pytest.raises(ValueError, match="Component 2 collapsed at EM iteration 1"):
+        GaussianMixture(3, reg_covar=0.0, **init).fit(X * scale)
+
+
+def test_float32_data_far_from_the_origin_is_not_a_collapse():
+    rng = np.random.default_rng(17)
+    X = (blobs(rng) + 1000.0).astype(np.float32)
+    model = GaussianMixture(3, random_state=0).fit(X)
+    assert model.n_reseeds_ == 0
+    assert_allclose(np.sort(model.covariances_[:, 0, 0]), 1.0, rtol=0.3)
