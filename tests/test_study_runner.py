@@ -23,7 +23,7 @@ import pytest
 from workbench.cli import main
 from workbench.simulate import Scenario
 from workbench.study.config import load_study, parse_study
-from workbench.study.executors import DaskExecutor, LocalExecutor
+from workbench.study.executors import DaskExecutor, ExecutorError, LocalExecutor
 from workbench.study.runner import run_study
 from workbench.study.store import TASK_TABLES, StoreMismatchError, StudyStore
 from workbench.study.task import regenerate_dataset
@@ -244,6 +244,20 @@ def test_dask_cluster_stores_the_same_results_as_local(
     _assert_same_results(reference, tmp_path / "dask")
     workers = set(StudyStore(tmp_path / "dask").table("tasks")["worker"])
     assert not any(w.endswith(f":{os.getpid()}") for w in workers), "tasks ran on the worker"
+
+
+def test_a_dying_worker_process_is_one_clear_error() -> None:
+    with pytest.raises(ExecutorError, match="a worker process died"):
+        list(LocalExecutor(2).run(os._exit, [3]))
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_through_the_cli(tmp_path: Path) -> None:
+    study = _write(tmp_path, FAILING.format(max_errors=10).replace("[1, 60]", "[60, 90]"))
+    common = ["run", str(study), "--no-progress", "--output"]
+    assert main([*common, str(tmp_path / "local"), "--workers", "1"]) == 0
+    assert main([*common, str(tmp_path / "dask"), "--dask-local", "2"]) == 0
+    _assert_same_results(tmp_path / "local", tmp_path / "dask")
 
 
 FAILING = """

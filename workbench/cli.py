@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from workbench.study.config import StudyConfig, load_study
+from workbench.study.executors import ExecutorError
 from workbench.study.store import DB_NAME, StudyStore
 
 __all__ = ["main"]
@@ -273,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split())
         print(f"workbench: error: {message}", file=sys.stderr)
         return 2
+    except ExecutorError as exc:
+        print(f"workbench: error: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # the reader (e.g. `| head`) stopped reading: not an error of ours
         sys.stdout = open(os.devnull, "w")  # so that flushing at exit does not raise again

@@ -13,9 +13,10 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["DaskExecutor", "Executor", "LocalExecutor", "default_workers"]
+__all__ = ["DaskExecutor", "Executor", "ExecutorError", "LocalExecutor", "default_workers"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,6 +35,10 @@ class Executor(Protocol):
     chain_cores: int | None
 
     def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]: ...
+
+
+class ExecutorError(RuntimeError):
+    """Workers died (killed, out of memory, crashed): the run cannot go on as it is."""
 
 
 def default_workers() -> int:
@@ -79,7 +84,14 @@ class LocalExecutor:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool as exc:
+                        raise ExecutorError(
+                            f"a worker process died ({exc}); the tasks it had not finished "
+                            "are not stored: run the same command again to resume"
+                        ) from None
+                    yield result
         finally:
             # stop fast on early exit: queued tasks are cancelled, running ones are abandoned
             pool.shutdown(wait=False, cancel_futures=True)
@@ -123,6 +135,7 @@ class DaskExecutor:
 
     def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         from distributed import Client, LocalCluster, as_completed
+        from distributed.scheduler import KilledWorker
 
         cluster: Any = None
         if self.local_workers is not None:
@@ -146,7 +159,13 @@ class DaskExecutor:
             # pure=False: identical specs never occur, and we never want Dask to reuse results
             futures = [client.submit(fn, item, pure=False) for item in items]
             for future in as_completed(futures):
-                result = future.result()
+                try:
+                    result = future.result()
+                except KilledWorker as exc:
+                    raise ExecutorError(
+                        f"Dask workers died while running a task ({exc}); the unfinished "
+                        "tasks are not stored: run the same command again to resume"
+                    ) from None
                 future.release()  # free the result on the cluster once we hold it
                 yield result
         finally:

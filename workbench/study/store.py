@@ -6,11 +6,13 @@ A study's output folder (default ``reports/<study name>/``) holds
     The SQLite database described below (plus ``study.db-wal`` / ``study.db-shm`` while it is
     open: the database runs in WAL mode).
 ``draws/c{condition:03d}-r{replication:04d}-{method}.nc``
-    Posterior draws of kept fits as NetCDF (an ArviZ ``DataTree`` with the groups
-    ``posterior``, ``sample_stats``, ...; open with ``xarray.open_datatree`` or
-    ``arviz.from_netcdf``). Which fits are kept is ``[output] keep_draws`` in the study
-    config: ``"first"`` (replication 0 of every condition, the default), ``"all"`` or
-    ``"none"``.
+    Posterior draws of kept fits as NetCDF: the fit's ArviZ ``DataTree`` (``posterior``
+    with the draws as sampled, ``posterior_relabelled`` with ``w``, ``mu``, ``cov`` after
+    relabelling, ``sample_stats``, ``observed_data``) without the pointwise
+    ``log_likelihood`` group, which would dominate the file. Open it with
+    ``StudyStore.load_draws``, ``xarray.open_datatree`` or ``arviz.from_netcdf``. Which
+    fits are kept is ``[output] keep_draws`` in the study config: ``"first"`` (replication
+    0 of every condition, the default), ``"all"`` or ``"none"``.
 
 Crash safety
 ------------
@@ -74,10 +76,13 @@ Tables
     interval contains the truth, else 0.
 ``diagnostics``
     ``condition_id, replication, method, key, value`` - per-fit diagnostics; ``value`` keeps
-    its SQLite type (REAL, INTEGER or TEXT). Bayesian fits: ``max_r_hat``, ``min_ess_bulk``,
-    ``min_ess_tail``, ``n_divergences``, ``n_max_treedepth``, ``label_switching`` (0/1),
-    ``sampler``, ``started_at_em`` (0/1), ``sampling_seconds``, ``compile_seconds``. EM:
-    ``converged`` (0/1), ``n_iter``, ``lower_bound``, ``n_init``.
+    its SQLite type (REAL, INTEGER or TEXT; booleans are 0/1). Bayesian fits store every
+    entry of ``BayesFit.diagnostics``, among them ``max_r_hat``, ``min_ess_bulk``,
+    ``min_ess_tail`` (NULL for ADVI), ``n_divergences``, ``n_max_treedepth`` (-1 for ADVI),
+    ``label_switching``, ``sampler``, ``started_at_em``, ``sampling_seconds`` and
+    ``compile_seconds``. EM: ``converged``, ``n_iter``, ``lower_bound``, ``n_init``. Any
+    fit may have ``warnings``: the distinct warnings raised during the fit (e.g. EM's
+    ConvergenceWarning), joined by `` | ``.
 ``em_traces``
     ``condition_id, replication, method, iteration, lower_bound`` - the EM lower bound (mean
     log-likelihood per sample) at each iteration of the best start (``lower_bounds_``), for
