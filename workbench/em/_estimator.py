@@ -557,18 +557,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         else:
             self.precisions_ = chol**2
 
-    def _weighted_log_prob_blocks(self, X, state: EMState | None = None):
+    def _weighted_log_prob_blocks(self, X):
         """Yield ``(start, stop, log w_k + log N(x_i | k))`` over blocks of rows."""
-        if state is None:
-            state = EMState(
-                self.weights_, self.means_, self.covariances_, self.precisions_cholesky_
-            )
         with np.errstate(divide="ignore"):
-            log_weights = np.log(state.weights)
+            # A weight of exactly 0 (possible through weights_init) gives log 0 = -inf.
+            log_weights = np.log(self.weights_)
         for start in range(0, X.shape[0], _SCORE_BLOCK):
             stop = min(X.shape[0], start + _SCORE_BLOCK)
             block = component_log_prob(
-                X[start:stop], state.means, state.precisions_cholesky, self.covariance_type
+                X[start:stop], self.means_, self.precisions_cholesky_, self.covariance_type
             )
             block += log_weights
             yield start, stop, block
