@@ -125,6 +125,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
         failed = store.table("tasks").query("status == 'failed'")
     total = int(table[["ok", "failed", "remaining"]].to_numpy().sum())
     print(f"study {meta['name']!r}: {directory / DB_NAME}")
+    if config is not None and config.config_hash() != meta["config_hash"]:
+        print(
+            f"note: {args.study} has changed since these results were stored (seed, conditions, "
+            "methods or levels); `run` will refuse to mix them"
+        )
     print(
         f"tasks: {total} total, {table['ok'].sum()} ok, {table['failed'].sum()} failed, "
         f"{table['remaining'].sum()} remaining"
