@@ -322,7 +322,7 @@ def test_changed_config_refuses_to_mix(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--output NEW_FOLDER" in err and "--overwrite" in err
-    study.write_text(study.read_text() + f'[output]\ndir = "{out}"\n')
+    study.write_text(study.read_text().replace("[output]\n", f'[output]\ndir = "{out}"\n'))
     assert main(["status", str(study)]) == 0
     assert "has changed since these results were stored" in capsys.readouterr().out
     assert main([*args, "--overwrite"]) == 0
