@@ -9,11 +9,11 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from workbench.bayes import BayesFit, fit_bayes
 from workbench.em import GaussianMixture
 from workbench.metrics import _flatten, central_interval, parameter_names
 from workbench.mixture import MixtureParams, log_prob
@@ -104,7 +104,7 @@ class RealDataFit:
 
     em: MixtureParams
     em_model: GaussianMixture
-    bayes: Any
+    bayes: BayesFit
     posterior_mean: MixtureParams
     log_likelihood: dict[str, float]
     comparison: pd.DataFrame
@@ -148,8 +148,6 @@ def fit_data(
     -------
     RealDataFit
     """
-    from workbench.bayes import fit_bayes
-
     if not 0 < level < 1:
         raise ValueError(f"level={level!r} is not allowed; use a number in (0, 1)")
     em_seed, bayes_seed = (

@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
 
 import numpy as np
 
 from workbench.align import align_to_reference
+from workbench.bayes import fit_bayes
 from workbench.em import EMHistory, GaussianMixture
+from workbench.metrics import FitScore, score_point_estimate, score_posterior
 from workbench.mixture import MixtureParams, to_full_covariances
 from workbench.simulate import Dataset, Scenario, simulate
 from workbench.study.config import AdviOptions, BayesOptions, EMOptions
@@ -178,7 +179,7 @@ def _aligned(estimate: MixtureParams, truth: MixtureParams) -> MixtureParams:
     return estimate.permuted(align_to_reference(estimate, truth))
 
 
-def _score_rows(score: Any) -> tuple[list[tuple], list[tuple]]:
+def _score_rows(score: FitScore) -> tuple[list[tuple], list[tuple]]:
     """Flatten a ``FitScore``'s estimates and intervals into store rows."""
     estimates, intervals = [], []
     for est in score.estimates:
@@ -189,8 +190,6 @@ def _score_rows(score: Any) -> tuple[list[tuple], list[tuple]]:
 
 
 def _fit_em(dataset: Dataset, options: EMOptions, seed: int, keep: bool) -> FitRecord:
-    from workbench.metrics import score_point_estimate
-
     model = GaussianMixture(
         n_components=dataset.truth.n_components,
         covariance_type=options.covariance_type,
@@ -249,9 +248,6 @@ def _fit_bayes(
     em_params: MixtureParams | None,
     spec: TaskSpec,
 ) -> FitRecord:
-    from workbench.bayes import fit_bayes
-    from workbench.metrics import score_posterior
-
     if isinstance(options, BayesOptions):
         sampler, chains = options.sampler, options.chains
     else:
