@@ -81,7 +81,7 @@ def _chunk_pass(
     resp_sum,
     first,
     second,
-):  # pragma: no cover - compiled; exercised through sufficient_statistics
+):
     """Rows ``start:stop``: add into ``resp_sum``, ``first``, ``second``; return log-lik."""
     n_features = X.shape[1]
     n_components = shift.shape[0]
@@ -152,7 +152,7 @@ def _chunk_pass(
 @njit(fastmath=False, cache=True, nogil=True)
 def _fused_pass(
     X, sample_weight, resp, shift, prec_matrix, prec_diag, log_weights, log_det, matrix
-):  # pragma: no cover - compiled; exercised through sufficient_statistics
+):
     n_samples, n_features = X.shape
     n_components = shift.shape[0]
     second_rows = n_features if matrix else 1
