@@ -297,3 +297,14 @@ def test_float32_data_far_from_the_origin_is_not_a_collapse():
     model = GaussianMixture(3, random_state=0).fit(X)
     assert model.n_reseeds_ == 0
     assert_allclose(np.sort(model.covariances_[:, 0, 0]), 1.0, rtol=0.3)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_unit_sample_weights_change_nothing(init_params):
+    X = blobs(np.random.default_rng(18))
+    kwargs = dict(n_components=3, init_params=init_params, random_state=0)
+    plain = GaussianMixture(**kwargs).fit(X)
+    ones = GaussianMixture(**kwargs).fit(X, sample_weight=np.ones(len(X)))
+    assert plain.lower_bounds_ == ones.lower_bounds_
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(plain, name), getattr(ones, name))

@@ -435,7 +435,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             resp /= resp.sum(axis=1)[:, np.newaxis]
         elif self.init_params == "random_from_data":
             resp = np.zeros((n_samples, self.n_components), dtype=X.dtype)
-            p = None if sample_weight is None else sample_weight / sample_weight.sum()
+            p = None
+            if sample_weight is not None and np.any(sample_weight != sample_weight[0]):
+                # Equal weights draw exactly as no weights: numpy's choice takes another
+                # path (and other random numbers) whenever p is given.
+                p = sample_weight / sample_weight.sum()
             indices = random_state.choice(n_samples, size=self.n_components, replace=False, p=p)
             resp[indices, np.arange(self.n_components)] = 1
         else:
