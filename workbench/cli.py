@@ -1,7 +1,7 @@
 """The ``workbench`` command: a thin layer that parses arguments and calls the library.
 
-Exit codes: 0 success; 1 the study stopped after too many errors; 2 a usage, config or data
-error (printed on one line, without a traceback); 130 interrupted.
+Exit codes: 0 success; 1 the study stopped after too many errors, or its workers died; 2 a
+usage, config or data error (printed on one line, without a traceback); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,8 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from workbench.report import build_report
 from workbench.study.config import StudyConfig, load_study
-from workbench.study.executors import ExecutorError
+from workbench.study.executors import DaskExecutor, ExecutorError, LocalExecutor, default_workers
+from workbench.study.export import status_table, write_results
+from workbench.study.realdata import fit_data, format_fit, read_data_csv
+from workbench.study.runner import run_study
 from workbench.study.store import DB_NAME, StudyStore
 
 __all__ = ["main"]
@@ -68,10 +72,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config, directory = _resolve(args.study, args.output)
     if config is None:
         raise UsageError(f"run needs the study TOML file, not the output folder {args.study!r}")
-    # imported only now: a bad config is reported before the fitting stack loads
-    from workbench.study.executors import DaskExecutor, LocalExecutor, default_workers
-    from workbench.study.runner import run_study
-
     if args.scheduler is not None:
         executor = DaskExecutor(scheduler=args.scheduler)
     elif args.dask_local is not None:
@@ -110,8 +110,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from workbench.study.export import status_table
-
     config, directory = _resolve(args.study)
     if not (directory / DB_NAME).is_file():
         assert config is not None  # a folder without a store was rejected by _resolve
@@ -143,8 +141,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
-    from workbench.study.export import write_results
-
     with _open_store(args.study) as store:
         path = Path(args.output) if args.output else store.directory / f"results.{args.format}"
         n_rows = write_results(store, path, args.format)
@@ -153,16 +149,12 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from workbench.report import build_report
-
     index = build_report(args.study, output_dir=args.output)
     print(f"report written: {index}")
     return 0
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from workbench.study.realdata import fit_data, format_fit, read_data_csv
-
     X = read_data_csv(args.data)
     result = fit_data(
         X,
