@@ -92,15 +92,15 @@ def naive_model(X: np.ndarray, K: int, ordered_means: bool) -> pm.Model:
     """The pymc-examples mixture with the same data-scaled priors as workbench.bayes."""
     n, d = X.shape
     loc, sd = X.mean(axis=0), X.std(axis=0)
-    transform = pm.distributions.transforms.ordered if ordered_means else None
+    ordering = {"transform": pm.distributions.transforms.ordered} if ordered_means else {}
     with pm.Model(coords={"component": range(K)}) as model:
         w = pm.Dirichlet("w", np.ones(K), dims="component")
         if d == 1:
-            mu = pm.Normal("mu", loc[0], 2 * sd[0], transform=transform, dims="component")
+            mu = pm.Normal("mu", loc[0], 2 * sd[0], **ordering, dims="component")
             sigma = pm.HalfNormal("sigma", sd[0], dims="component")
             pm.NormalMixture("x", w=w, mu=mu, sigma=sigma, observed=X[:, 0])
         else:
-            mu0 = pm.Normal("mu", loc[0], 2 * sd[0], transform=transform, dims="component")
+            mu0 = pm.Normal("mu", loc[0], 2 * sd[0], **ordering, dims="component")
             rest = pm.Normal("mu_rest", loc[1:], 2 * sd[1:], shape=(K, d - 1))
             means = pt.concatenate([mu0[:, None], rest], axis=1)
             chols = [
