@@ -72,9 +72,11 @@ def test_labels_are_short_and_distinguish_scenarios():
     assert Scenario().label() == "K3 d2 n500 overlap0.01 spherical"
     labels = {Scenario(misspecification=m).label() for m in MISSPECIFICATIONS} | {
         Scenario(weights="imbalanced").label(),
-        Scenario(truth_seed=1).label(),
+        Scenario(n_train=200).label(),
     }
     assert len(labels) == len(MISSPECIFICATIONS) + 2
+    # The truth seed names a draw of the scenario, not a different scenario.
+    assert Scenario(truth_seed=1).label() == Scenario().label()
 
 
 def test_imbalanced_weights_halve():

@@ -216,3 +216,30 @@ def test_task_streams_reproduce_and_are_independent() -> None:
     assert (a.em, a.bayes, a.advi) == (b.em, b.bayes, b.advi)
     assert len({a.em, a.bayes, a.advi}) == 3
     assert task_streams(12346).em != a.em
+
+
+def test_truth_is_fixed_per_condition_by_default_and_random_on_request() -> None:
+    from workbench.simulate import simulate
+    from workbench.study.seeds import truth_seed
+
+    fixed = parse_study(BASE, source="demo.toml")
+    seeds = [s.truth_seed for s in fixed.conditions]
+    assert seeds == [truth_seed(7, i) for i in range(len(seeds))]
+    assert len(set(seeds)) == len(seeds)
+    # Two replications of one condition share the truth but not the data.
+    first, second = (simulate(fixed.conditions[0], rep) for rep in (1, 2))
+    np.testing.assert_array_equal(first.truth.means, second.truth.means)
+    assert not np.array_equal(first.X_train, second.X_train)
+
+    random = parse_study(BASE.replace("replications = 3", 'replications = 3\ntruth = "random"'))
+    assert all(s.truth_seed is None for s in random.conditions)
+    assert random.config_hash() != fixed.config_hash()
+
+    explicit = parse_study(BASE.replace("n_test = 100", "n_test = 100\ntruth_seed = 11"))
+    assert {s.truth_seed for s in explicit.conditions} == {11}
+
+
+def test_bad_truth_mode_is_one_line() -> None:
+    expected = r'demo.toml: truth = "sometimes" is not allowed; use .fixed'
+    with pytest.raises(ConfigError, match=expected):
+        parse_study(BASE.replace("seed = 7", 'seed = 7\ntruth = "sometimes"'), source="demo.toml")

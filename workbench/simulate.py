@@ -263,8 +263,6 @@ class Scenario:
         }[self.misspecification]
         if extra:
             parts.append(extra)
-        if self.truth_seed is not None:
-            parts.append(f"truth{self.truth_seed}")
         return " ".join(parts)
 
     def true_weights(self) -> np.ndarray:

@@ -4,8 +4,12 @@ A study file has these parts (every key is optional except ``name``; see the REA
 "Running studies" section for a full example):
 
 ``name`` (str), ``description`` (str), ``seed`` (int >= 0, default 0), ``replications``
-(int >= 1, default 10)
-    ``name`` also names the default output folder ``reports/<name>/``.
+(int >= 1, default 10), ``truth`` ("fixed" or "random", default "fixed")
+    ``name`` also names the default output folder ``reports/<name>/``. With ``truth =
+    "fixed"`` every replication of a condition shares one set of true parameters (drawn
+    from ``seed`` and the condition id unless the condition sets ``truth_seed``), so each
+    parameter is a fixed estimand as in Morris, White and Crowther (2019). ``"random"``
+    draws a new truth in every replication, averaging performance over the scenario.
 ``[scenario]``
     Scenario values shared by every condition (any field of
     :class:`workbench.simulate.Scenario`).
@@ -37,11 +41,12 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from workbench.simulate import Scenario
+from workbench.study.seeds import truth_seed
 
 __all__ = [
     "AdviOptions",
@@ -386,6 +391,7 @@ _TOP_LEVEL = (
     "description",
     "seed",
     "replications",
+    "truth",
     "scenario",
     "design",
     "conditions",
@@ -437,7 +443,15 @@ def parse_study(text: str, *, source: str = "<string>") -> StudyConfig:
     if not _is_int(replications) or replications < 1:
         raise check.error("replications", replications, "use an integer >= 1")
 
+    truth = raw.get("truth", "fixed")
+    if truth not in ("fixed", "random"):
+        raise check.error("truth", truth, "use 'fixed' (one truth per condition) or 'random'")
     conditions = _conditions(raw, check)
+    if truth == "fixed":
+        conditions = tuple(
+            s if s.truth_seed is not None else replace(s, truth_seed=truth_seed(seed, i))
+            for i, s in enumerate(conditions)
+        )
     methods = _methods(raw.get("methods"), check)
     output = check.options(OutputOptions, raw.get("output", {}), "output")
     return StudyConfig(
@@ -478,12 +492,12 @@ def _conditions(raw: Mapping[str, Any], check: _Checker) -> tuple[Scenario, ...]
     for i, mapping in enumerate(mappings):
         scenarios.append(check.scenario(mapping, f"condition {i} ({_brief(mapping, base)})"))
     labels = [s.label() for s in scenarios]
-    for i, scenario in enumerate(scenarios):
-        if scenario in scenarios[:i]:
-            j = scenarios.index(scenario)
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
+            j = labels.index(label)
             raise ConfigError(
-                f"{check.source}: condition {i} ({labels[i]}) repeats condition {j}; "
-                "every condition must differ"
+                f"{check.source}: condition {i} ({label}) repeats condition {j}; "
+                "every condition must differ in a field other than truth_seed"
             )
     return tuple(scenarios)
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["TaskStreams", "task_seed", "task_streams"]
+__all__ = ["TaskStreams", "task_seed", "task_streams", "truth_seed"]
 
 _STREAMS = ("simulate", "em", "bayes", "advi")
 
@@ -36,6 +36,20 @@ def task_seed(study_seed: int, condition_id: int, replication: int) -> int:
     """
     sequence = np.random.SeedSequence(study_seed, spawn_key=(condition_id, replication))
     return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def truth_seed(study_seed: int, condition_id: int) -> int:
+    """The seed of a condition's true parameters when the study fixes the truth.
+
+    Its spawn key has one element, so it never equals a task's seed stream.
+
+    Returns
+    -------
+    int
+        In ``[0, 2**32)``.
+    """
+    sequence = np.random.SeedSequence(study_seed, spawn_key=(condition_id,))
+    return int(sequence.generate_state(1, np.uint32)[0])
 
 
 class TaskStreams(NamedTuple):
