@@ -412,7 +412,7 @@ def test_report_from_toml_and_errors(stored_study, tmp_path, monkeypatch):
     index = build_report("tiny.toml")
     assert index == Path("reports/tiny/index.html")
     assert index.is_file()
-    with pytest.raises(ValueError, match="no stored results"):
+    with pytest.raises(ValueError, match="holds no study results"):
         build_report(tmp_path)
     with pytest.raises(ValueError, match="neither a study TOML file nor an output folder"):
         build_report(tmp_path / "missing.txt")

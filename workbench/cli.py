@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from workbench.report import build_report
-from workbench.study.config import StudyConfig, load_study
 from workbench.study.executors import DaskExecutor, ExecutorError, LocalExecutor, default_workers
 from workbench.study.export import status_table, write_results
+from workbench.study.locate import resolve_study, stored_study_directory
 from workbench.study.realdata import fit_data, format_fit, read_data_csv
 from workbench.study.runner import run_study
 from workbench.study.store import DB_NAME, StudyStore
@@ -37,39 +37,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _resolve(study: str, output: str | None = None) -> tuple[StudyConfig | None, Path]:
-    """STUDY is a study TOML file or an output folder; return its config (if a file) and
-    its output folder."""
-    path = Path(study)
-    if path.is_dir():
-        if output is not None:
-            raise UsageError(f"--output {output!r} only applies when STUDY is a TOML file")
-        if not (path / DB_NAME).is_file():
-            raise UsageError(
-                f"{path} holds no study results ({DB_NAME} is missing); give a study TOML file "
-                "or the output folder of a study that has been run"
-            )
-        return None, path
-    if path.suffix != ".toml" and not path.is_file():
-        raise UsageError(
-            f"STUDY {study!r} is neither a study TOML file nor an output folder of a study"
-        )
-    config = load_study(path)
-    return config, Path(output) if output is not None else config.output_dir
-
-
 def _open_store(study: str) -> StudyStore:
-    config, directory = _resolve(study)
-    if not (directory / DB_NAME).is_file():
-        raise UsageError(
-            f"study {config.name if config else study!r} has no results in {directory} yet; "
-            f"run it first: workbench run {study}"
-        )
-    return StudyStore(directory)
+    return StudyStore(stored_study_directory(study))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    config, directory = _resolve(args.study, args.output)
+    config, directory = resolve_study(args.study, args.output)
     if config is None:
         raise UsageError(f"run needs the study TOML file, not the output folder {args.study!r}")
     if args.scheduler is not None:
@@ -110,9 +83,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    config, directory = _resolve(args.study)
+    config, directory = resolve_study(args.study)
     if not (directory / DB_NAME).is_file():
-        assert config is not None  # a folder without a store was rejected by _resolve
+        assert config is not None  # a folder without a store was rejected by resolve_study
         print(f"study {config.name!r}: not run yet ({directory / DB_NAME} does not exist)")
         print(f"tasks: {config.n_tasks} total, 0 ok, 0 failed, {config.n_tasks} remaining")
         return 0

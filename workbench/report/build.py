@@ -38,8 +38,8 @@ from workbench.align import align_to_reference
 from workbench.mixture import MixtureParams
 from workbench.report import plots, tables
 from workbench.simulate import Scenario
-from workbench.study.config import load_study
-from workbench.study.store import DB_NAME, StudyStore
+from workbench.study.locate import stored_study_directory
+from workbench.study.store import StudyStore
 from workbench.study.task import regenerate_dataset
 
 __all__ = ["build_report"]
@@ -135,7 +135,7 @@ def build_report(
         If the study has no stored results, or ``selected`` names a task that is not
         stored.
     """
-    directory = _study_directory(study)
+    directory = stored_study_directory(study)
     out = directory if output_dir is None else Path(output_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -151,25 +151,6 @@ def build_report(
         text = _TEMPLATES.get_template(template).render(**context)
         (out / name).write_text(text, encoding="utf-8")
     return out / "index.html"
-
-
-def _study_directory(study: str | os.PathLike[str]) -> Path:
-    path = Path(study)
-    if path.is_dir():
-        directory = path
-    elif path.suffix == ".toml":
-        directory = load_study(path).output_dir
-    else:
-        raise ValueError(
-            f"study {str(study)!r} is neither a study TOML file nor an output folder; "
-            "give experiments/<name>.toml or reports/<name>"
-        )
-    if not (directory / DB_NAME).is_file():
-        raise ValueError(
-            f"no stored results in {directory} ({DB_NAME} is missing); run the study first: "
-            f"workbench run <study>.toml"
-        )
-    return directory
 
 
 def _cell(value: object) -> str:
