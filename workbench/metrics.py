@@ -52,6 +52,7 @@ __all__ = [
     "Interval",
     "ParameterEstimate",
     "central_interval",
+    "flatten_parameters",
     "hdi_interval",
     "parameter_names",
     "score_point_estimate",
@@ -126,7 +127,7 @@ class FitScore:
 
 
 def parameter_names(n_components: int, n_features: int) -> tuple[list[str], list[str]]:
-    """Names and kinds of the scalar parameters, in the order of ``_flatten``.
+    """Names and kinds of the scalar parameters, in the order of ``flatten_parameters``.
 
     Returns
     -------
@@ -141,8 +142,20 @@ def parameter_names(n_components: int, n_features: int) -> tuple[list[str], list
     return names, kinds
 
 
-def _flatten(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
-    """Stack parameters as ``(..., P)`` in the order of :func:`parameter_names`."""
+def flatten_parameters(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
+    """Stack mixture parameters into one vector per draw, in the order of :func:`parameter_names`.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (..., K)
+    means : ndarray of shape (..., K, d)
+    covariances : ndarray of shape (..., K, d, d)
+        Only the upper triangle is kept.
+
+    Returns
+    -------
+    ndarray of shape (..., K + K d + K d (d + 1) / 2)
+    """
     lead = weights.shape[:-1]
     iu, ju = np.triu_indices(means.shape[-1])
     return np.concatenate(
@@ -264,8 +277,8 @@ def score_point_estimate(
     metrics["lpd_test"] = float(np.mean(log_prob(dataset.X_test, aligned)))
     metrics["fit_seconds"] = float(fit_seconds)
     names, kinds = parameter_names(truth.n_components, truth.n_features)
-    true_flat = _flatten(truth.weights, truth.means, truth.covariances)
-    est_flat = _flatten(aligned.weights, aligned.means, aligned.covariances)
+    true_flat = flatten_parameters(truth.weights, truth.means, truth.covariances)
+    est_flat = flatten_parameters(aligned.weights, aligned.means, aligned.covariances)
     estimates = tuple(
         ParameterEstimate(name, kind, float(t), float(e), math.nan, ())
         for name, kind, t, e in zip(names, kinds, true_flat, est_flat, strict=True)
@@ -366,9 +379,9 @@ def score_posterior(
     metrics["n_draws_lpd"] = float(len(keep))
 
     names, kinds = parameter_names(k, d)
-    true_flat = _flatten(truth.weights, truth.means, truth.covariances)
-    draws_flat = _flatten(weights, means, covariances)
-    est_flat = _flatten(aligned.weights, aligned.means, aligned.covariances)
+    true_flat = flatten_parameters(truth.weights, truth.means, truth.covariances)
+    draws_flat = flatten_parameters(weights, means, covariances)
+    est_flat = flatten_parameters(aligned.weights, aligned.means, aligned.covariances)
     sds = draws_flat.std(axis=0, ddof=1)
     bounds = {
         (kind, level): _INTERVAL_FUNCTIONS[kind](draws_flat, level)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from workbench.bayes import BayesFit, fit_bayes
 from workbench.em import GaussianMixture
-from workbench.metrics import _flatten, central_interval, parameter_names
+from workbench.metrics import flatten_parameters, central_interval, parameter_names
 from workbench.mixture import MixtureParams, log_prob
 
 __all__ = ["RealDataFit", "fit_data", "format_fit", "read_data_csv"]
@@ -181,8 +181,8 @@ def fit_data(
     weights, means, covariances = fit.flat_draws()
     posterior_mean = fit.posterior_mean()
     names, _ = parameter_names(n_components, X.shape[1])
-    draws_flat = _flatten(weights, means, covariances)
-    em_flat = _flatten(em.weights, em.means, em.covariances)
+    draws_flat = flatten_parameters(weights, means, covariances)
+    em_flat = flatten_parameters(em.weights, em.means, em.covariances)
     lower, upper = central_interval(draws_flat, level)
     comparison = pd.DataFrame(
         {
