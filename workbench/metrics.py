@@ -142,7 +142,9 @@ def parameter_names(n_components: int, n_features: int) -> tuple[list[str], list
     return names, kinds
 
 
-def flatten_parameters(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
+def flatten_parameters(
+    weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> np.ndarray:
     """Stack mixture parameters into one vector per draw, in the order of :func:`parameter_names`.
 
     Parameters

@@ -15,7 +15,7 @@ import pandas as pd
 
 from workbench.bayes import BayesFit, fit_bayes
 from workbench.em import GaussianMixture
-from workbench.metrics import flatten_parameters, central_interval, parameter_names
+from workbench.metrics import central_interval, flatten_parameters, parameter_names
 from workbench.mixture import MixtureParams, log_prob
 
 __all__ = ["RealDataFit", "fit_data", "format_fit", "read_data_csv"]
