@@ -1,0 +1,82 @@
+"""The package keeps its one-way data flow, and the code base stays lint-clean."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "workbench"
+
+# design -> simulate -> fit (EM, Bayes) -> evaluate -> store -> summarise -> report -> CLI.
+# A module may import from its own layer or a layer to its left, never to its right.
+LAYERS = {
+    "mixture": 0,
+    "em": 1,
+    "simulate": 1,
+    "align": 1,
+    "bayes": 2,
+    "metrics": 2,
+    "study": 3,
+    "report": 4,
+    "cli": 5,
+}
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "workbench" or len(parts) < 2 or parts[1] == "__init__":
+        return None
+    return LAYERS[parts[1]]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_every_top_level_module_has_a_layer():
+    names = {p.stem for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    assert names - {"__init__"} <= set(LAYERS), names - set(LAYERS)
+
+
+def test_imports_only_flow_left():
+    violations = []
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(ROOT).with_suffix("")
+        module = ".".join(relative.parts)
+        own = _layer(module)
+        if own is None:  # workbench/__init__.py re-exports the public API
+            continue
+        for imported in _imports(path):
+            layer = _layer(imported)
+            if layer is not None and layer > own:
+                violations.append(f"{module} imports {imported}")
+    assert violations == []
+
+
+def test_mixture_depends_on_no_other_workbench_module():
+    assert not any(m.startswith("workbench") for m in _imports(PACKAGE / "mixture.py"))
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
+def test_ruff_is_clean(command):
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or "ruff"
+    result = subprocess.run(
+        [ruff, *command, "workbench", "tests", "experiments"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
