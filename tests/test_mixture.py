@@ -81,3 +81,17 @@ def test_bad_params_are_named():
         precisions_cholesky_from_covariances(np.array([[[1.0]], [[0.0]]]), "full")
     with pytest.raises(ValueError, match="covariance_type='bogus'"):
         n_parameters(2, 2, "bogus")
+
+
+def test_precision_cholesky_is_upper_triangular_and_inverts_the_covariance():
+    rng = np.random.default_rng(4)
+    # Off-diagonal entries larger than the diagonal make LAPACK pivot while inverting.
+    cov = random_covariances(rng, "full", 4, 3) + 5.0
+    cov += 6 * np.eye(3)
+    factors = precisions_cholesky_from_covariances(cov, "full")
+    assert np.all(np.tril(factors, -1) == 0.0)
+    np.testing.assert_allclose(
+        factors @ factors.transpose(0, 2, 1) @ cov,
+        np.broadcast_to(np.eye(3), cov.shape),
+        atol=1e-12,
+    )

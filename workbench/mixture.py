@@ -118,7 +118,8 @@ def precisions_cholesky_from_covariances(
                 "(a singleton or collapsed component); increase reg_covar, "
                 "decrease n_components, or scale the input data"
             ) from None
-        out = np.swapaxes(np.linalg.inv(chol), -1, -2)
+        # inv() pivots, so clear the rounding noise it leaves below the diagonal.
+        out = np.triu(np.swapaxes(np.linalg.inv(chol), -1, -2))
         return out[0] if covariance_type == "tied" else out
     bad = np.flatnonzero(~(np.atleast_1d(covariances) > 0))
     if bad.size:
