@@ -146,4 +146,14 @@ def test_sampler_counts_read_each_sampler_convention():
 
 @pytest.mark.parametrize("n_chains", [1, 2])
 def test_convergence_needs_enough_draws(n_chains):
-    assert np.isnan(convergence(np.zeros((n_chains, 3, 2)))["max_r_hat"])
+    draws = np.random.default_rng(4).standard_normal((n_chains, 3, 2))
+    assert np.isnan(convergence(draws)["max_r_hat"])
+
+
+def test_convergence_skips_constant_parameters():
+    # With K = 1 the weight is always 1: it must neither warn nor hide the others.
+    rng = np.random.default_rng(5)
+    params = np.concatenate([np.ones((4, 100, 1)), rng.standard_normal((4, 100, 2))], axis=-1)
+    expected = convergence(params[..., 1:])
+    assert convergence(params) == expected
+    assert np.isfinite(expected["max_r_hat"])

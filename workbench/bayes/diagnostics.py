@@ -56,23 +56,25 @@ def convergence(parameters: np.ndarray) -> dict[str, float]:
     Returns
     -------
     dict
-        ``max_r_hat`` (rank-normalised split r_hat), ``min_ess_bulk``, ``min_ess_tail``.
-        NaN when they are undefined (fewer than 4 draws per chain).
+        ``max_r_hat`` (rank-normalised split r_hat), ``min_ess_bulk``, ``min_ess_tail``
+        over the parameters that vary. NaN when they are undefined (fewer than 4 draws
+        per chain, or nothing varies).
     """
-    if parameters.shape[1] < 4:
+    # A constant parameter (the weight of a single component) has no r_hat or ESS.
+    varying = np.ptp(parameters.reshape(-1, parameters.shape[-1]), axis=0) > 0
+    if parameters.shape[1] < 4 or not varying.any():
         return {"max_r_hat": np.nan, "min_ess_bulk": np.nan, "min_ess_tail": np.nan}
+    parameters = parameters[..., varying]
     r_hat = np.asarray(az.rhat(parameters, chain_axis=0, draw_axis=1))
     bulk = np.asarray(az.ess(parameters, method="bulk", chain_axis=0, draw_axis=1))
     # The 5% and 95% quantiles: the tail ESS of Vehtari et al. (2021) and az.summary.
     tail = np.asarray(
         az.ess(parameters, method="tail", prob=(0.05, 0.95), chain_axis=0, draw_axis=1)
     )
-    # A parameter with zero variance (e.g. a weight pinned at 1 when K = 1) gives NaN;
-    # the worst case over the rest is what matters.
     return {
-        "max_r_hat": float(np.nanmax(r_hat)) if np.any(np.isfinite(r_hat)) else np.nan,
-        "min_ess_bulk": float(np.nanmin(bulk)) if np.any(np.isfinite(bulk)) else np.nan,
-        "min_ess_tail": float(np.nanmin(tail)) if np.any(np.isfinite(tail)) else np.nan,
+        "max_r_hat": float(np.max(r_hat)),
+        "min_ess_bulk": float(np.min(bulk)),
+        "min_ess_tail": float(np.min(tail)),
     }
 
 
