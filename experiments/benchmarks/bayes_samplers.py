@@ -47,7 +47,7 @@ row                                    sample s  wall2   ESS/s       x anchor  r
 =====================================  ========  ======  ==========  ========  =====  ======
 
 Against the previous run's faster 1-D anchor (302 ESS/s) the 1-D nutpie row is 6.3x.
-With nutpie's default diagonal adaptation the same run gave 2.2x (1-D) and 11.4x (2-D).
+With nutpie's default diagonal adaptation an earlier run gave 2.2x (1-D) and 11.4x (2-D).
 """
 
 from __future__ import annotations
