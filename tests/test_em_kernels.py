@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy.special import logsumexp
 
-from workbench.em import EMState, em_step, m_step, sufficient_statistics
+from workbench.em import EMState, _kernels, em_step, m_step, sufficient_statistics
 from workbench.mixture import (
     COVARIANCE_TYPES,
     component_log_prob,
@@ -36,9 +36,19 @@ def reference_statistics(X, weights, means, prec_chol, covariance_type, sample_w
     return resp.sum(axis=0), first, second, float(np.sum(sample_weight * norm))
 
 
+@pytest.fixture(params=[1, 3], ids=["one-block", "three-threads"])
+def row_blocks(request, monkeypatch):
+    """Run the kernel on one block, or split over three threads as on a large fit."""
+    if request.param > 1:
+        monkeypatch.setattr(_kernels, "_ROWS_PER_THREAD", 3000)
+        monkeypatch.setattr(_kernels.os, "sched_getaffinity", lambda pid: set(range(3)))
+    assert len(_kernels._row_blocks(9000)) == request.param
+    return request.param
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_kernel_agrees_with_component_log_prob(covariance_type, weighted):
+def test_kernel_agrees_with_component_log_prob(covariance_type, weighted, row_blocks):
     rng = np.random.default_rng(11)
     k, d, n = 4, 3, 9000  # more rows than one chunk, so chunk accumulation is exercised
     X = rng.normal(size=(n, d)) * 2 + 5.0  # off-centre data: the shift must handle it

@@ -13,11 +13,12 @@ grows with the chunk length, not with ``n_samples``). Statistics are accumulated
 a per-component shift (the current means), which keeps the second moments free of the
 cancellation that ``E[xx'] - mu mu'`` suffers when the data sit far from the origin.
 
-The pass runs on one core, on purpose. Studies run many fits at once, in several
-processes, and a multi-threaded kernel then oversubscribes the cores: on this 2-core
-machine under load, numba's OpenMP layer with two threads made a pass up to ten times
-slower than one thread. Parallelism belongs across fits; the kernel releases the GIL, so
-fits in separate threads also run side by side.
+A pass over fewer than ``2 * _ROWS_PER_THREAD`` rows runs on one core, on purpose. Studies
+run many small fits at once, in several processes, and a multi-threaded kernel then
+oversubscribes the cores: on this 2-core machine under load, numba's OpenMP layer with two
+threads made a pass up to ten times slower than one thread. A large single fit splits its
+rows into contiguous blocks, one per available core, run by Python threads (the kernel
+releases the GIL) and summed in block order, so the result is deterministic.
 
 The log density written out here is the scalar form of
 :func:`workbench.mixture.component_log_prob`; ``tests/test_em_kernels.py`` checks that the
@@ -26,6 +27,8 @@ two agree.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -36,6 +39,19 @@ from workbench.mixture import LOG_2PI, log_det_precision_cholesky
 __all__ = ["SufficientStats", "sufficient_statistics"]
 
 _ROWS_PER_CHUNK = 4096
+# A thread is worth starting only for this many rows; study-sized fits stay on one core.
+_ROWS_PER_THREAD = 50_000
+
+
+def _row_blocks(n_samples: int) -> list[slice]:
+    """Contiguous row blocks, one per thread: one block unless the data are large.
+
+    Threads are capped by the cores this process may use, so a large single fit uses the
+    machine while the many small fits of a study never oversubscribe it.
+    """
+    n_threads = max(1, min(len(os.sched_getaffinity(0)), n_samples // _ROWS_PER_THREAD))
+    bounds = np.linspace(0, n_samples, n_threads + 1).astype(int)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 class SufficientStats(NamedTuple):
@@ -255,17 +271,28 @@ def sufficient_statistics(
         else:
             prec_matrix = empty_matrix
             prec_diag = np.ascontiguousarray(np.repeat(prec[:, None], n_features, axis=1))
-    resp_sum, first, second, loglik = _fused_pass(
-        X,
-        weights_arg,
-        resp_arg,
-        shift,
-        prec_matrix,
-        prec_diag,
-        log_weights_arg,
-        log_det,
-        matrix,
-    )
+
+    def run(rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        return _fused_pass(
+            X[rows],
+            weights_arg[rows] if weights_arg.shape[0] else weights_arg,
+            resp_arg[rows] if resp_arg.shape[0] else resp_arg,
+            shift,
+            prec_matrix,
+            prec_diag,
+            log_weights_arg,
+            log_det,
+            matrix,
+        )
+
+    blocks = _row_blocks(n_samples)
+    if len(blocks) == 1:
+        resp_sum, first, second, loglik = run(blocks[0])
+    else:
+        with ThreadPoolExecutor(len(blocks)) as pool:
+            parts = list(pool.map(run, blocks))
+        # Summed in block order, so the result does not depend on thread timing.
+        resp_sum, first, second, loglik = (sum(values) for values in zip(*parts, strict=True))
     if matrix:
         # Only the upper triangle was accumulated.
         second = np.triu(second) + np.swapaxes(np.triu(second, 1), 1, 2)
