@@ -645,7 +645,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out = None
         for start, stop, weighted in self._weighted_log_prob_blocks(X):
             with np.errstate(under="ignore"):
-                resp = np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
+                resp = np.exp(weighted - np.max(weighted, axis=1, keepdims=True))
+            # Normalising in linear space: exp(weighted - logsumexp) is off by about
+            # |log density| * eps, which reaches 1e-12 for far-away rows.
+            resp /= resp.sum(axis=1, keepdims=True)
             if out is None:
                 out = np.empty((X.shape[0], self.n_components), dtype=resp.dtype)
             out[start:stop] = resp
