@@ -231,7 +231,10 @@ def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     ndarray of shape (n_samples, n_components), rows sum to 1.
     """
     weighted = params.weighted_log_prob(X)
-    return np.exp(weighted - logsumexp(weighted, axis=1, keepdims=True))
+    with np.errstate(under="ignore"):
+        resp = np.exp(weighted - np.max(weighted, axis=1, keepdims=True))
+    # Normalised in linear space so that rows sum to 1 to machine precision.
+    return resp / resp.sum(axis=1, keepdims=True)
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
