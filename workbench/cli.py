@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -237,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code.
     """
     args = _parser().parse_args(argv)
+    # PyTensor warns once per process that its C backend found no BLAS. The samplers run
+    # on numba (nutpie, and PyMC's NUTS inside fit_bayes), so it is noise to a CLI user.
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError) as exc:
