@@ -13,18 +13,6 @@ from workbench.mixture import (
 )
 
 
-def random_covariances(rng, covariance_type, k, d):
-    if covariance_type == "full":
-        a = rng.normal(size=(k, d, d))
-        return a @ a.transpose(0, 2, 1) + d * np.eye(d)
-    if covariance_type == "tied":
-        a = rng.normal(size=(d, d))
-        return a @ a.T + d * np.eye(d)
-    if covariance_type == "diag":
-        return rng.uniform(0.5, 2.0, size=(k, d))
-    return rng.uniform(0.5, 2.0, size=k)
-
-
 def reference_statistics(X, weights, means, prec_chol, covariance_type, sample_weight):
     """Dense numpy E-step built on component_log_prob, then the same shifted sums."""
     weighted = component_log_prob(X, means, prec_chol, covariance_type) + np.log(weights)
@@ -48,7 +36,9 @@ def row_blocks(request, monkeypatch):
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_kernel_agrees_with_component_log_prob(covariance_type, weighted, row_blocks):
+def test_kernel_agrees_with_component_log_prob(
+    covariance_type, weighted, row_blocks, random_covariances
+):
     rng = np.random.default_rng(11)
     k, d, n = 4, 3, 9000  # more rows than one chunk, so chunk accumulation is exercised
     X = rng.normal(size=(n, d)) * 2 + 5.0  # off-centre data: the shift must handle it

@@ -15,20 +15,8 @@ from workbench.mixture import (
 )
 
 
-def random_covariances(rng, covariance_type, k, d):
-    if covariance_type == "full":
-        a = rng.normal(size=(k, d, d))
-        return a @ a.transpose(0, 2, 1) + d * np.eye(d)
-    if covariance_type == "tied":
-        a = rng.normal(size=(d, d))
-        return a @ a.T + d * np.eye(d)
-    if covariance_type == "diag":
-        return rng.uniform(0.5, 2.0, size=(k, d))
-    return rng.uniform(0.5, 2.0, size=k)
-
-
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_component_log_prob_matches_scipy(covariance_type):
+def test_component_log_prob_matches_scipy(covariance_type, random_covariances):
     rng = np.random.default_rng(0)
     k, d = 3, 4
     means = rng.normal(size=(k, d))
@@ -83,7 +71,7 @@ def test_bad_params_are_named():
         n_parameters(2, 2, "bogus")
 
 
-def test_precision_cholesky_is_upper_triangular_and_inverts_the_covariance():
+def test_precision_cholesky_is_upper_triangular_and_inverts_the_covariance(random_covariances):
     rng = np.random.default_rng(4)
     # Off-diagonal entries larger than the diagonal make LAPACK pivot while inverting.
     cov = random_covariances(rng, "full", 4, 3) + 5.0
