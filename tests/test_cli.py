@@ -94,6 +94,7 @@ def test_missing_study_file_and_folder_without_results(
         ["results", "s.toml", "--format", "xlsx"],
         ["fit", "data.csv"],
         ["frobnicate"],
+        ["report", "study.toml", "--select", "1-2"],
     ],
 )
 def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:

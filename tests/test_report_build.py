@@ -402,6 +402,18 @@ def test_selection_can_name_fits_and_rejects_unknown_ones(stored_study, report, 
         build_report(stored_study, output_dir=tmp_path, selected=[(5, 0)])
 
 
+def test_cli_select_picks_the_detailed_fits(stored_study, tmp_path, capsys):
+    from workbench.cli import main
+
+    out = tmp_path / "selected"
+    code = main(["report", str(stored_study), "--output", str(out), "--select", "1:2"])
+    assert code == 0
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert "data-c001-r0002.png" in figures and "data-c000-r0000.png" not in figures
+    assert main(["report", str(stored_study), "--output", str(out), "--select", "5:0"]) == 2
+    assert "(5, 0)" in capsys.readouterr().err
+
+
 def test_report_from_toml_and_errors(stored_study, tmp_path, monkeypatch):
     study_dir = tmp_path / "proj"
     shutil.copytree(stored_study, study_dir / "reports" / "tiny")

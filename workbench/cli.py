@@ -122,8 +122,18 @@ def _cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_id(text: str) -> tuple[int, int]:
+    """``"2:5"`` -> ``(2, 5)``: a condition id and a replication."""
+    condition, _, replication = text.partition(":")
+    if not (condition.isdigit() and replication.isdigit()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not CONDITION:REPLICATION; give two integers >= 0, e.g. 0:0"
+        )
+    return int(condition), int(replication)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
-    index = build_report(args.study, output_dir=args.output)
+    index = build_report(args.study, output_dir=args.output, selected=args.select)
     print(f"report written: {index}")
     return 0
 
@@ -200,6 +210,14 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("study", metavar="STUDY", help=study_help)
     report.add_argument(
         "--output", metavar="DIR", help="report folder (default: the study's output folder)"
+    )
+    report.add_argument(
+        "--select",
+        metavar="CONDITION:REPLICATION",
+        action="append",
+        type=_task_id,
+        help="a fit to show in detail, e.g. 2:5 (repeatable; default: the first kept "
+        "replication of each condition)",
     )
     report.set_defaults(handler=_cmd_report)
 
