@@ -481,6 +481,12 @@ def _ellipse(mean: np.ndarray, cov: np.ndarray, *, mass: float, **kwargs: object
     return Ellipse(mean, 2 * radius[1], 2 * radius[0], angle=angle, fill=False, **kwargs)
 
 
+def _add_component_ellipses(ax: mpl.axes.Axes, params: MixtureParams, **style: object) -> None:
+    """Draw the ``ELLIPSE_MASS`` contour of every component of a 2-D mixture on ``ax``."""
+    for mean, cov in zip(params.means, params.covariances, strict=True):
+        ax.add_patch(_ellipse(mean, cov, mass=ELLIPSE_MASS, **style))
+
+
 def _draw_ellipses_2d(
     ax: mpl.axes.Axes,
     X: np.ndarray,
@@ -491,17 +497,7 @@ def _draw_ellipses_2d(
     ax.scatter(X[:, 0], X[:, 1], s=point_size, color=ROLE_COLORS["data"], alpha=0.5, lw=0)
     for role, params in fits:
         color, ls = ROLE_COLORS[role], ROLE_LINESTYLES[role]
-        for k in range(params.n_components):
-            ax.add_patch(
-                _ellipse(
-                    params.means[k],
-                    params.covariances[k],
-                    mass=ELLIPSE_MASS,
-                    edgecolor=color,
-                    linestyle=ls,
-                    linewidth=1.6,
-                )
-            )
+        _add_component_ellipses(ax, params, edgecolor=color, linestyle=ls, linewidth=1.6)
         ax.scatter(params.means[:, 0], params.means[:, 1], color=color, marker="x", s=30, lw=1.5)
 
 
@@ -693,30 +689,12 @@ def plot_em_trace(
             ax.scatter(X[:, 0], X[:, 1], s=3, color=ROLE_COLORS["data"], alpha=0.4, lw=0)
         for (_, params), alpha in zip(chosen, alphas, strict=True):
             params = _marginal(params, [0, 1])
-            for k in range(params.n_components):
-                ax.add_patch(
-                    _ellipse(
-                        params.means[k],
-                        params.covariances[k],
-                        mass=ELLIPSE_MASS,
-                        edgecolor=em_color,
-                        alpha=alpha,
-                        linewidth=1.4,
-                    )
-                )
+            _add_component_ellipses(ax, params, edgecolor=em_color, alpha=alpha, linewidth=1.4)
             ax.scatter(*params.means.T, color=em_color, alpha=alpha, marker="x", s=20)
         if truth is not None:
-            marginal_truth = _marginal(truth, [0, 1])
-            for k in range(truth.n_components):
-                ax.add_patch(
-                    _ellipse(
-                        marginal_truth.means[k],
-                        marginal_truth.covariances[k],
-                        mass=ELLIPSE_MASS,
-                        edgecolor=ROLE_COLORS["truth"],
-                        linewidth=1.0,
-                    )
-                )
+            _add_component_ellipses(
+                ax, _marginal(truth, [0, 1]), edgecolor=ROLE_COLORS["truth"], linewidth=1.0
+            )
         ax.autoscale_view()
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
