@@ -16,6 +16,10 @@ PACKAGE = ROOT / "workbench"
 # design -> simulate -> fit (EM, Bayes) -> evaluate -> store -> summarise -> report -> CLI.
 # A module may import from its own layer or a layer to its left, never to its right.
 LAYERS = {
+    "_lazy": 0,
+    "_platform": 0,
+    "_validation": 0,
+    "errors": 0,
     "mixture": 0,
     "em": 1,
     "simulate": 1,
@@ -23,6 +27,7 @@ LAYERS = {
     "bayes": 2,
     "metrics": 2,
     "study": 3,
+    "realdata": 3,
     "report": 4,
     "cli": 5,
 }
@@ -80,3 +85,32 @@ def test_ruff_is_clean(command):
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_reading_configs_and_stores_imports_no_fitting_or_plotting_stack():
+    heavy = ("pymc", "pytensor", "arviz", "matplotlib", "numba", "nutpie")
+    code = (
+        "import sys\n"
+        "import workbench, workbench.cli, workbench.study.config, workbench.study.store\n"
+        "import workbench.study.export, workbench.study.locate, workbench.realdata\n"
+        "from workbench.study import load_study, StudyStore, status_table\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_platform_specific_calls_live_in_one_module():
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "_platform.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        found += [
+            f"{path.name}: {name}"
+            for name in ("fcntl", "sched_getaffinity", "/proc")
+            if name in text
+        ]
+    assert found == []

@@ -187,7 +187,7 @@ def test_advi_from_em_returns_draws_in_the_same_shape(data_1d):
     assert fit.weights.shape == (1, 400, 2)
     diag = fit.diagnostics
     assert np.isnan(diag["max_r_hat"]) and np.isnan(diag["min_ess_bulk"])
-    assert diag["n_divergences"] == -1 and diag["n_max_treedepth"] == -1
+    assert np.isnan(diag["n_divergences"]) and np.isnan(diag["n_max_treedepth"])
     assert "sample_stats" not in fit.idata.children
     np.testing.assert_allclose(fit.posterior_mean().means, em.means, atol=0.3)
 

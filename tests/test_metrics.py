@@ -8,6 +8,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from workbench.metrics import (
     central_interval,
+    flatten_parameters,
     hdi_interval,
     parameter_names,
     score_point_estimate,
@@ -41,11 +42,25 @@ def posterior_draws(truth, n_draws, rng, scale=0.05):
 
 
 def test_parameter_names_cover_every_scalar_once():
-    names, kinds = parameter_names(3, 2)
+    params = parameter_names(3, 2)
+    names = [p.name for p in params]
+    kinds = [p.kind for p in params]
     assert len(names) == len(set(names)) == 3 + 3 * 2 + 3 * 3
     assert names[:4] == ["weight[0]", "weight[1]", "weight[2]", "mean[0,0]"]
     assert "cov[2,0,1]" in names and "cov[2,1,0]" not in names
     assert kinds.count("covariance") == 9 and kinds.count("mean") == 6
+
+
+def test_parameter_names_carry_the_indices_that_flatten_uses():
+    rng = np.random.default_rng(0)
+    k, d = 3, 2
+    weights = rng.dirichlet(np.ones(k))
+    means = rng.normal(size=(k, d))
+    covariances = rng.normal(size=(k, d, d))
+    flat = flatten_parameters(weights, means, covariances)
+    arrays = {"weight": weights, "mean": means, "covariance": covariances}
+    for p, value in zip(parameter_names(k, d), flat, strict=True):
+        assert arrays[p.kind][(p.component, *p.index)] == value, p.name
 
 
 def test_scoring_the_truth_itself(dataset):

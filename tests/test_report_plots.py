@@ -286,3 +286,22 @@ def test_coverage_error_bars_stop_at_0_and_1():
     # the unclipped sides keep their full 1.96 MCSE
     lows = sorted(seg[0, 0] for seg in bar.lines[2][0].get_segments())
     assert lows[1] == pytest.approx(0.98 - 1.96 * 0.05)
+
+
+@pytest.mark.parametrize(("ci_kind", "ci_prob"), [("hdi", 0.94), ("eti", 0.5)])
+def test_posterior_plot_legend_names_the_interval_that_is_drawn(ci_kind, ci_prob):
+    from arviz_stats.base import array_stats
+
+    # A skewed posterior, where the HDI and the equal-tailed interval differ visibly.
+    draws = np.random.default_rng(1).gamma(1.5, size=(2, 2000))
+    posterior = xr.Dataset({"v": (("chain", "draw"), draws)})
+    pc = plots.plot_posterior_vs_point(
+        posterior, em=None, truth=None, ci_kind=ci_kind, ci_prob=ci_prob
+    )
+    bar = pc.viz["credible_interval"]["v"].values.item()
+    expected = getattr(array_stats, ci_kind)(draws.ravel(), ci_prob)
+    np.testing.assert_allclose(bar.get_xdata(), expected)
+    other = array_stats.eti if ci_kind == "hdi" else array_stats.hdi
+    assert not np.allclose(bar.get_xdata(), other(draws.ravel(), ci_prob), atol=1e-3)
+    legend = pc.viz["figure"].item().legends[0].get_texts()[0].get_text()
+    assert f"bar: {ci_prob:.0%} {ci_kind.upper()}" in legend

@@ -69,7 +69,7 @@ def test_from_dict_coerces_numbers_and_lists():
 
 
 def test_labels_are_short_and_distinguish_scenarios():
-    assert Scenario().label() == "K3 d2 n500 overlap0.01 spherical"
+    assert Scenario().label() == "K3 d2 n500 test1000 overlap0.01 spherical"
     labels = {Scenario(misspecification=m).label() for m in MISSPECIFICATIONS} | {
         Scenario(weights="imbalanced").label(),
         Scenario(n_train=200).label(),

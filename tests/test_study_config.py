@@ -243,3 +243,72 @@ def test_bad_truth_mode_is_one_line() -> None:
     expected = r'demo.toml: truth = "sometimes" is not allowed; use .fixed'
     with pytest.raises(ConfigError, match=expected):
         parse_study(BASE.replace("seed = 7", 'seed = 7\ntruth = "sometimes"'), source="demo.toml")
+
+
+# One change per Scenario field that alters the data; `truth_seed` only picks the truth.
+DATA_CHANGES: dict[str, tuple[dict, dict]] = {
+    "n_components": ({}, {"n_components": 2}),
+    "n_features": ({}, {"n_features": 3}),
+    "n_train": ({}, {"n_train": 200}),
+    "n_test": ({}, {"n_test": 200}),
+    "weights": ({}, {"weights": "imbalanced"}),
+    "covariance": ({}, {"covariance": "diag"}),
+    "condition_number": ({"covariance": "full"}, {"covariance": "full", "condition_number": 5}),
+    "overlap": ({}, {"overlap": 0.05}),
+    "misspecification": ({}, {"misspecification": "student_t"}),
+    "df": ({"misspecification": "student_t"}, {"misspecification": "student_t", "df": 3}),
+    "skewness": ({"misspecification": "skew"}, {"misspecification": "skew", "skewness": 2}),
+    "outlier_fraction": (
+        {"misspecification": "outliers"},
+        {"misspecification": "outliers", "outlier_fraction": 0.1},
+    ),
+}
+
+
+def test_every_field_that_changes_the_data_changes_the_label() -> None:
+    from dataclasses import fields
+
+    assert set(DATA_CHANGES) == {f.name for f in fields(Scenario)} - {"truth_seed"}
+    for name, (base, changed) in DATA_CHANGES.items():
+        assert Scenario(**base).label() != Scenario(**changed).label(), name
+
+
+def test_a_design_varying_only_n_test_is_two_conditions() -> None:
+    text = BASE.replace("[design]\nn_features = [1, 2]\noverlap = [0.01, 0.05]\n", "").replace(
+        "[[conditions]]\nn_features = 1\nweights = [0.3, 0.7]\n", "[design]\nn_test = [100, 200]\n"
+    )
+    config = parse_study(text, source="demo.toml")
+    assert [c.n_test for c in config.conditions] == [100, 200]
+    assert "test100" in config.conditions[0].label() and "test200" in config.conditions[1].label()
+
+
+def test_priors_are_parsed_once_and_written_out_defaults_keep_the_hash() -> None:
+    from workbench.bayes.priors import BayesPriors
+
+    with_bayes = BASE + "[methods.bayes]\n"
+    explicit = with_bayes + "[methods.bayes.priors]\nlkj_eta = 2.0\nmean_scale = 3.0\n"
+    config = parse_study(explicit)
+    assert config.methods["bayes"].priors == BayesPriors(mean_scale=3.0)
+    assert config.to_dict()["methods"]["bayes"]["priors"] == {"mean_scale": 3.0}
+    assert (
+        parse_study(with_bayes + "[methods.bayes.priors]\nlkj_eta = 2.0\n").config_hash()
+        == parse_study(with_bayes).config_hash()
+    )
+
+
+def test_defaults_come_from_the_modules_that_own_them() -> None:
+    from workbench.bayes.options import DEFAULT_CHAINS, MCMC_SAMPLERS
+    from workbench.em.options import INIT_METHODS, WORKBENCH_N_INIT
+    from workbench.metrics import DEFAULT_LEVELS
+    from workbench.study.config import BayesOptions, OutputOptions
+
+    assert EMOptions().n_init == WORKBENCH_N_INIT
+    assert BayesOptions().chains == DEFAULT_CHAINS
+    assert OutputOptions().levels == DEFAULT_LEVELS
+    bad_sampler = BASE + '[methods.bayes]\nsampler = "hmc"\n'
+    with pytest.raises(ConfigError) as info:
+        parse_study(bad_sampler, source="s.toml")
+    assert ", ".join(repr(s) for s in MCMC_SAMPLERS) in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        parse_study(BASE.replace("n_init = 2", 'init = "hc"'), source="s.toml")
+    assert ", ".join(repr(s) for s in INIT_METHODS) in str(info.value)

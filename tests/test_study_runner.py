@@ -25,8 +25,8 @@ from workbench.simulate import Scenario
 from workbench.study.config import load_study, parse_study
 from workbench.study.executors import DaskExecutor, ExecutorError, LocalExecutor
 from workbench.study.runner import run_study
+from workbench.study.seeds import regenerate_dataset
 from workbench.study.store import TASK_TABLES, StoreMismatchError, StudyStore
-from workbench.study.task import regenerate_dataset
 
 MECHANICS = """
 name = "mechanics"

@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from workbench.em import EMHistory
+from workbench.metrics import Interval, ParameterEstimate
 from workbench.mixture import MixtureParams
+from workbench.simulate import Dataset, Scenario
 from workbench.study.export import status_table, tidy_results, write_results
-from workbench.study.store import DB_NAME, FitRecord, StudyStore, TaskRecord, run_lock
+from workbench.study.store import DB_NAME, FitRecord, StoreError, StudyStore, TaskRecord, run_lock
 
 TRUTH = MixtureParams([0.4, 0.6], [[-1.0], [2.0]], [[[1.0]], [[0.5]]])
 
@@ -28,6 +31,17 @@ def _store(tmp_path: Path) -> StudyStore:
     )
 
 
+def _dataset() -> Dataset:
+    return Dataset(
+        X_train=np.array([[0.1], [0.2]]),
+        y_train=np.array([0, 1]),
+        X_test=np.array([[0.3]]),
+        y_test=np.array([1]),
+        truth=TRUTH,
+        scenario=Scenario(n_components=2, n_features=1),
+    )
+
+
 def _record(condition: int, replication: int, *, draws: bool = False) -> TaskRecord:
     em = FitRecord(
         method="em",
@@ -35,17 +49,17 @@ def _record(condition: int, replication: int, *, draws: bool = False) -> TaskRec
         fit_seconds=0.01,
         metrics={"loglik_train_estimate": -1.5, "ari": float("nan")},
         estimates=[
-            ("weight[0]", "weight", 0.4, 0.45, None),
-            ("mean[0,0]", "mean", -1.0, -0.9, None),
+            ParameterEstimate("weight[0]", "weight", 0.4, 0.45, np.nan, ()),
+            ParameterEstimate("mean[0,0]", "mean", -1.0, -0.9, np.nan, ()),
         ],
         diagnostics={"converged": True, "n_iter": np.int64(7), "lower_bound": np.float64(-1.5)},
         em_trace=np.array([-2.0, -1.6, -1.5]),
-        em_history={
-            "lower_bound": np.array([-2.0, -1.5]),
-            "weights": np.full((2, 2), 0.5),
-            "means": np.zeros((2, 2, 1)),
-            "covariances": np.ones((2, 2, 1, 1)),
-        },
+        em_history=EMHistory(
+            lower_bound=np.array([-2.0, -1.5]),
+            weights=np.full((2, 2), 0.5),
+            means=np.zeros((2, 2, 1)),
+            covariances=np.ones((2, 2, 1, 1)),
+        ),
         params=TRUTH,
     )
     posterior = xr.DataTree.from_dict(
@@ -56,11 +70,19 @@ def _record(condition: int, replication: int, *, draws: bool = False) -> TaskRec
         status="ok",
         fit_seconds=1.0,
         metrics={"loglik_train_estimate": -1.4},
-        estimates=[("weight[0]", "weight", 0.4, 0.41, 0.05)],
-        intervals=[
-            ("weight[0]", "central", 0.9, 0.3, 0.5, True),
-            ("weight[0]", "hdi", 0.9, 0.31, 0.52, True),
-            ("weight[0]", "central", 0.5, 0.38, 0.44, False),
+        estimates=[
+            ParameterEstimate(
+                "weight[0]",
+                "weight",
+                0.4,
+                0.41,
+                0.05,
+                (
+                    Interval("central", 0.9, 0.3, 0.5, True),
+                    Interval("hdi", 0.9, 0.31, 0.52, True),
+                    Interval("central", 0.5, 0.38, 0.44, False),
+                ),
+            )
         ],
         diagnostics={"max_r_hat": 1.002, "sampler": "nutpie", "label_switching": False},
         params=TRUTH,
@@ -76,7 +98,7 @@ def _record(condition: int, replication: int, *, draws: bool = False) -> TaskRec
         seconds=1.0,
         worker="host:1",
         truth=TRUTH,
-        dataset=(np.array([[0.1], [0.2]]), np.array([0, 1])) if draws else None,
+        dataset=_dataset() if draws else None,
         kept=draws,
         fits=[em, bayes],
     )

@@ -22,6 +22,8 @@ The same cost code serves one estimate and a whole array of posterior draws.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -29,7 +31,9 @@ from workbench.mixture import MixtureParams
 
 __all__ = [
     "COSTS",
+    "AlignedDraws",
     "align_draws",
+    "align_posterior",
     "align_to_reference",
     "component_cost",
     "kl_divergence",
@@ -215,3 +219,55 @@ def align_draws(
     _check_same_k(k, reference)
     costs = _cost_matrix(means, covariances, reference, cost)
     return np.stack([_order_from_cost(c) for c in costs])
+
+
+class AlignedDraws(NamedTuple):
+    """Posterior draws permuted as one block so their mean lines up with a reference.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (n_draws, K)
+    means : ndarray of shape (n_draws, K, d)
+    covariances : ndarray of shape (n_draws, K, d, d)
+    order : ndarray of shape (K,)
+        The permutation applied to every draw.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    order: np.ndarray
+
+    def mean(self) -> MixtureParams:
+        """The posterior mean of the aligned draws."""
+        return MixtureParams(self.weights.mean(0), self.means.mean(0), self.covariances.mean(0))
+
+
+def align_posterior(
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    reference: MixtureParams,
+    cost: str = "kl",
+) -> AlignedDraws:
+    """Align draws that already share one labelling to a reference, by their posterior mean.
+
+    One permutation, found from the posterior mean, is applied to every draw: the draws stay
+    relabelled among themselves (unlike :func:`align_draws`, which permutes each draw on its
+    own and would bias the posterior towards the reference).
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_draws, K)
+    means : ndarray of shape (n_draws, K, d)
+    covariances : ndarray of shape (n_draws, K, d, d)
+    reference : MixtureParams with K components, e.g. the truth
+    cost : {'kl', 'symmetric_kl', 'mahalanobis'}
+
+    Returns
+    -------
+    AlignedDraws
+    """
+    mean = MixtureParams(weights.mean(0), means.mean(0), covariances.mean(0))
+    order = align_to_reference(mean, reference, cost)
+    return AlignedDraws(weights[:, order], means[:, order], covariances[:, order], order)

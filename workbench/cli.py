@@ -1,7 +1,12 @@
 """The ``workbench`` command: a thin layer that parses arguments and calls the library.
 
 Exit codes: 0 success; 1 the study stopped after too many errors, or its workers died; 2 a
-usage, config or data error (printed on one line, without a traceback); 130 interrupted.
+usage, config, data or folder error (a :class:`~workbench.errors.WorkbenchError`, printed
+on one line without a traceback; ``--traceback`` shows it); 130 interrupted. Any other
+exception is a bug of ours and keeps its traceback.
+
+The library is imported inside each command, so ``workbench --help``, ``status`` and
+``results`` start without loading PyMC, ArviZ or matplotlib.
 """
 
 from __future__ import annotations
@@ -9,22 +14,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from workbench.report import build_report
+from workbench.bayes.options import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TUNE, SAMPLERS
+from workbench.em.options import WORKBENCH_N_INIT
+from workbench.errors import WorkbenchError
+from workbench.mixture import COVARIANCE_TYPES
 from workbench.study.executors import DaskExecutor, ExecutorError, LocalExecutor, default_workers
 from workbench.study.export import status_table, write_results
 from workbench.study.locate import resolve_study, stored_study_directory
-from workbench.study.realdata import fit_data, format_fit, read_data_csv
-from workbench.study.runner import run_study
 from workbench.study.store import DB_NAME, StudyStore
 
 __all__ = ["main"]
 
 
-class UsageError(ValueError):
+class UsageError(WorkbenchError):
     """A bad command line (named value, what is allowed)."""
 
 
@@ -56,6 +63,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"study {config.name!r}: {len(config.conditions)} conditions x {config.replications} "
         f"replications, methods {', '.join(config.methods)}; running {executor.description}"
     )
+    from workbench.study.runner import run_study
+
     summary = run_study(
         config,
         output=directory,
@@ -133,13 +142,22 @@ def _task_id(text: str) -> tuple[int, int]:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from workbench.report import build_report
+
     index = build_report(args.study, output_dir=args.output, selected=args.select)
     print(f"report written: {index}")
     return 0
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from workbench.realdata import DataError, fit_data, format_fit, read_data_csv
+
     X = read_data_csv(args.data)
+    if args.components > len(X):
+        raise DataError(
+            f"{args.data}: --components {args.components} is more than the "
+            f"{len(X)} observations; use at most {len(X)}"
+        )
     result = fit_data(
         X,
         args.components,
@@ -160,6 +178,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="Compare EM and Bayesian inference for Gaussian mixtures.",
+    )
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="show the full traceback of every error, user errors included",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     study_help = "the study's TOML file or its output folder"
@@ -224,16 +247,14 @@ def _parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit EM and the Bayesian mixture to a CSV of real data")
     fit.add_argument("data", metavar="DATA.csv", help="numeric CSV, one row per observation")
     fit.add_argument("--components", "-k", type=_positive_int, required=True, metavar="K")
+    fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
     fit.add_argument(
-        "--covariance-type", choices=("full", "tied", "diag", "spherical"), default="full"
+        "--n-init", type=_positive_int, default=WORKBENCH_N_INIT, metavar="N", help="EM starts"
     )
-    fit.add_argument("--n-init", type=_positive_int, default=5, metavar="N", help="EM starts")
-    fit.add_argument(
-        "--sampler", choices=("auto", "nutpie", "pymc", "numpyro", "advi"), default="auto"
-    )
-    fit.add_argument("--chains", type=_positive_int, default=2, metavar="N")
-    fit.add_argument("--draws", type=_positive_int, default=1000, metavar="N")
-    fit.add_argument("--tune", type=_positive_int, default=1000, metavar="N")
+    fit.add_argument("--sampler", choices=SAMPLERS, default="auto")
+    fit.add_argument("--chains", type=_positive_int, default=DEFAULT_CHAINS, metavar="N")
+    fit.add_argument("--draws", type=_positive_int, default=DEFAULT_DRAWS, metavar="N")
+    fit.add_argument("--tune", type=_positive_int, default=DEFAULT_TUNE, metavar="N")
     fit.add_argument(
         "--level", type=float, default=0.94, help="credible interval level (default 0.94)"
     )
@@ -261,12 +282,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError) as exc:
-        # user errors (config, data, folders) end in one line, never a traceback
+    except WorkbenchError as exc:
+        # user errors (config, data, folders) end in one line; our bugs keep their traceback
+        if args.traceback:
+            traceback.print_exc()
         message = " ".join(str(exc).split())
         print(f"workbench: error: {message}", file=sys.stderr)
         return 2
     except ExecutorError as exc:
+        if args.traceback:
+            traceback.print_exc()
         print(f"workbench: error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:

@@ -38,19 +38,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from workbench.align import align_to_reference, kl_divergence
+from workbench.align import align_posterior, align_to_reference, kl_divergence
 from workbench.mixture import MixtureParams, log_prob
 from workbench.simulate import Dataset, data_log_density
 
 __all__ = [
+    "DEFAULT_LEVELS",
     "INTERVAL_KINDS",
     "FitScore",
     "Interval",
     "ParameterEstimate",
+    "ParameterName",
     "central_interval",
     "flatten_parameters",
     "hdi_interval",
@@ -60,6 +63,8 @@ __all__ = [
 ]
 
 INTERVAL_KINDS: tuple[str, ...] = ("central", "hdi")
+#: Credible levels scored when the caller (or the study's ``[output] levels``) gives none.
+DEFAULT_LEVELS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
 
 
 @dataclass(frozen=True)
@@ -126,20 +131,43 @@ class FitScore:
     estimates: tuple[ParameterEstimate, ...]
 
 
-def parameter_names(n_components: int, n_features: int) -> tuple[list[str], list[str]]:
-    """Names and kinds of the scalar parameters, in the order of ``flatten_parameters``.
+class ParameterName(NamedTuple):
+    """One scalar parameter of a mixture: its stored name and where it sits.
+
+    Attributes
+    ----------
+    name : str
+        ``"weight[k]"``, ``"mean[k,j]"`` or ``"cov[k,i,j]"`` (``i <= j``).
+    kind : {'weight', 'mean', 'covariance'}
+    component : int
+        ``k``.
+    index : tuple of int
+        ``()`` for a weight, ``(j,)`` for a mean, ``(i, j)`` for a covariance entry.
+    """
+
+    name: str
+    kind: str
+    component: int
+    index: tuple[int, ...]
+
+
+def parameter_names(n_components: int, n_features: int) -> list[ParameterName]:
+    """The scalar parameters of a mixture, in the order of :func:`flatten_parameters`.
 
     Returns
     -------
-    names, kinds : list of str, each of length ``K + K d + K d (d + 1) / 2``
+    list of ParameterName, of length ``K + K d + K d (d + 1) / 2``
     """
     k, d = n_components, n_features
     iu, ju = np.triu_indices(d)
-    names = [f"weight[{c}]" for c in range(k)]
-    names += [f"mean[{c},{j}]" for c in range(k) for j in range(d)]
-    names += [f"cov[{c},{i},{j}]" for c in range(k) for i, j in zip(iu, ju, strict=True)]
-    kinds = ["weight"] * k + ["mean"] * (k * d) + ["covariance"] * (k * len(iu))
-    return names, kinds
+    names = [ParameterName(f"weight[{c}]", "weight", c, ()) for c in range(k)]
+    names += [ParameterName(f"mean[{c},{j}]", "mean", c, (j,)) for c in range(k) for j in range(d)]
+    names += [
+        ParameterName(f"cov[{c},{i},{j}]", "covariance", c, (int(i), int(j)))
+        for c in range(k)
+        for i, j in zip(iu, ju, strict=True)
+    ]
+    return names
 
 
 def flatten_parameters(
@@ -278,12 +306,12 @@ def score_point_estimate(
     metrics = _shared_metrics(dataset, aligned)
     metrics["lpd_test"] = float(np.mean(log_prob(dataset.X_test, aligned)))
     metrics["fit_seconds"] = float(fit_seconds)
-    names, kinds = parameter_names(truth.n_components, truth.n_features)
+    names = parameter_names(truth.n_components, truth.n_features)
     true_flat = flatten_parameters(truth.weights, truth.means, truth.covariances)
     est_flat = flatten_parameters(aligned.weights, aligned.means, aligned.covariances)
     estimates = tuple(
-        ParameterEstimate(name, kind, float(t), float(e), math.nan, ())
-        for name, kind, t, e in zip(names, kinds, true_flat, est_flat, strict=True)
+        ParameterEstimate(p.name, p.kind, float(t), float(e), math.nan, ())
+        for p, t, e in zip(names, true_flat, est_flat, strict=True)
     )
     return FitScore(method, metrics, estimates)
 
@@ -302,7 +330,7 @@ def score_posterior(
     covariances: np.ndarray,
     *,
     method: str = "bayes",
-    levels: Sequence[float] = (0.5, 0.9, 0.95),
+    levels: Sequence[float] = DEFAULT_LEVELS,
     fit_seconds: float = math.nan,
     max_lpd_draws: int = 1000,
 ) -> FitScore:
@@ -359,10 +387,8 @@ def score_posterior(
     if max_lpd_draws < 1:
         raise ValueError(f"max_lpd_draws={max_lpd_draws!r} must be a positive integer")
 
-    posterior_mean = MixtureParams(weights.mean(0), means.mean(0), covariances.mean(0))
-    order = align_to_reference(posterior_mean, truth)
-    weights, means, covariances = weights[:, order], means[:, order], covariances[:, order]
-    aligned = posterior_mean.permuted(order)
+    weights, means, covariances, _ = draws = align_posterior(weights, means, covariances, truth)
+    aligned = draws.mean()
 
     keep = _thin(s, max_lpd_draws)
     # The posterior predictive mean_s p(x | theta_s) is itself a Gaussian mixture with the
@@ -380,7 +406,7 @@ def score_posterior(
     metrics["n_draws"] = float(s)
     metrics["n_draws_lpd"] = float(len(keep))
 
-    names, kinds = parameter_names(k, d)
+    names = parameter_names(k, d)
     true_flat = flatten_parameters(truth.weights, truth.means, truth.covariances)
     draws_flat = flatten_parameters(weights, means, covariances)
     est_flat = flatten_parameters(aligned.weights, aligned.means, aligned.covariances)
@@ -391,7 +417,7 @@ def score_posterior(
         for kind in INTERVAL_KINDS
     }
     estimates = []
-    for p, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+    for p, (name, kind, *_) in enumerate(names):
         true_value = float(true_flat[p])
         intervals = tuple(
             Interval(

@@ -241,11 +241,16 @@ class Scenario:
         return out
 
     def label(self) -> str:
-        """Short human-readable name, e.g. ``"K3 d2 n500 overlap0.01 spherical"``."""
+        """Short human-readable name, e.g. ``"K3 d2 n500 test1000 overlap0.01 spherical"``.
+
+        It names every field that changes the data (``truth_seed`` aside), so two scenarios
+        with equal labels simulate the same data-generating mechanism.
+        """
         parts = [
             f"K{self.n_components}",
             f"d{self.n_features}",
             f"n{self.n_train}",
+            f"test{self.n_test}",
             f"overlap{self.overlap:g}",
             self.covariance,
         ]

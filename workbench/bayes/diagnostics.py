@@ -8,11 +8,42 @@ per component for ``spherical``, the shared lower triangle for ``tied``).
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import arviz as az
 import numpy as np
 import xarray as xr
 
-__all__ = ["component_parameters", "convergence", "sampler_counts"]
+__all__ = ["BayesDiagnostics", "component_parameters", "convergence", "sampler_counts"]
+
+
+class BayesDiagnostics(TypedDict, total=False):
+    """Everything ``BayesFit.diagnostics`` records about one fit (stored row by row).
+
+    A value that does not apply is NaN here (ADVI has no r_hat, ESS, divergences or tree
+    depth) and NULL in the store; never a sentinel such as -1.
+    """
+
+    max_r_hat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    n_divergences: int | float
+    n_max_treedepth: int | float
+    n_relabelled_draws: int
+    n_chains_disagreeing: int
+    label_switching: bool
+    relabel_method: str
+    sampler: str
+    started_at_em: bool
+    sampling_seconds: float
+    compile_seconds: float
+    model_reused: bool
+    chains: int
+    draws: int
+    tune: int
+    covariance_type: str
+    warnings: str
+
 
 NUMPYRO_MAX_DEPTH = 10
 
@@ -78,7 +109,7 @@ def convergence(parameters: np.ndarray) -> dict[str, float]:
     }
 
 
-def sampler_counts(sample_stats: xr.Dataset | None) -> dict[str, int]:
+def sampler_counts(sample_stats: xr.Dataset | None) -> dict[str, int | float]:
     """Divergent transitions and maximum-tree-depth hits after tuning.
 
     Parameters
@@ -91,10 +122,10 @@ def sampler_counts(sample_stats: xr.Dataset | None) -> dict[str, int]:
     Returns
     -------
     dict
-        ``n_divergences`` and ``n_max_treedepth``; -1 for a count the sampler does not
+        ``n_divergences`` and ``n_max_treedepth``; NaN for a count the sampler does not
         report (ADVI has no sampler statistics).
     """
-    counts = {"n_divergences": -1, "n_max_treedepth": -1}
+    counts: dict[str, int | float] = {"n_divergences": np.nan, "n_max_treedepth": np.nan}
     if sample_stats is None:
         return counts
     if "diverging" in sample_stats:

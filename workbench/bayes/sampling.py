@@ -20,7 +20,7 @@ Samplers
 ``"advi"``
     Mean-field ADVI (``pm.fit``) with ``tune`` optimisation steps, then ``chains * draws``
     draws from the approximation, reshaped to (chains, draws). It is approximate: r_hat
-    and ESS are NaN, divergence and tree-depth counts are -1 (not applicable).
+    and ESS are NaN, and so are the divergence and tree-depth counts (not applicable).
 ``"auto"``
     nutpie: on this machine it was the fastest sampler that converged on the 1-D and
     2-D benchmark cases when started at the EM estimate
@@ -45,7 +45,14 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
-from workbench.bayes.diagnostics import component_parameters, convergence, sampler_counts
+from workbench._platform import available_cpus
+from workbench._validation import check_choice, check_int
+from workbench.bayes.diagnostics import (
+    BayesDiagnostics,
+    component_parameters,
+    convergence,
+    sampler_counts,
+)
 from workbench.bayes.model import (
     DATA,
     OBSERVED,
@@ -56,6 +63,13 @@ from workbench.bayes.model import (
     spread_start,
     weighted_component_logp,
 )
+from workbench.bayes.options import (
+    AUTO_SAMPLER,
+    DEFAULT_CHAINS,
+    DEFAULT_DRAWS,
+    DEFAULT_TUNE,
+    SAMPLERS,
+)
 from workbench.bayes.relabel import (
     apply_orders,
     canonical_orders,
@@ -65,10 +79,8 @@ from workbench.bayes.relabel import (
 )
 from workbench.mixture import MixtureParams
 
-__all__ = ["SAMPLERS", "BayesFit", "SamplingError", "clear_model_cache", "fit_bayes"]
+__all__ = ["BayesFit", "SamplingError", "clear_model_cache", "fit_bayes"]
 
-SAMPLERS: tuple[str, ...] = ("auto", "nutpie", "pymc", "numpyro", "advi")
-AUTO_SAMPLER = "nutpie"
 
 # Chains start at the given estimate plus U(-JITTER, JITTER) on the unconstrained scale:
 # enough to make the chains differ, small enough (10% on log-sds and log-gaps of the
@@ -108,7 +120,7 @@ class BayesFit:
         Relabelled, dense.
     diagnostics : dict
         ``max_r_hat``, ``min_ess_bulk``, ``min_ess_tail`` (on the relabelled component
-        parameters; NaN for ADVI), ``n_divergences``, ``n_max_treedepth`` (-1 for ADVI),
+        parameters; NaN for ADVI), ``n_divergences``, ``n_max_treedepth`` (NaN for ADVI),
         ``label_switching``, ``n_relabelled_draws``, ``n_chains_disagreeing``,
         ``relabel_method`` ('reference' or 'stephens'), ``sampler``, ``started_at_em``
         (chains started at the given ``init``), ``sampling_seconds``,
@@ -121,7 +133,7 @@ class BayesFit:
     weights: np.ndarray
     means: np.ndarray
     covariances: np.ndarray
-    diagnostics: dict[str, float | int | bool | str]
+    diagnostics: BayesDiagnostics
 
     def posterior_mean(self) -> MixtureParams:
         """Posterior means of the relabelled weights, means and covariances."""
@@ -218,12 +230,6 @@ def _unconstrained_map(model: pm.Model) -> Callable[[dict[str, np.ndarray]], np.
         )
 
     return to_unconstrained
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name}={value!r} is not allowed; use an integer >= {minimum}")
-    return int(value)
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -426,9 +432,9 @@ def fit_bayes(
     *,
     covariance_type: str = "full",
     sampler: str = "auto",
-    chains: int = 4,
-    draws: int = 1000,
-    tune: int = 1000,
+    chains: int = DEFAULT_CHAINS,
+    draws: int = DEFAULT_DRAWS,
+    tune: int = DEFAULT_TUNE,
     priors: BayesPriors | Mapping[str, Any] | None = None,
     init: MixtureParams | None = None,
     reference: MixtureParams | None = None,
@@ -460,7 +466,7 @@ def fit_bayes(
     random_seed : int or numpy Generator, optional
     progressbar : bool, default False
     cores : int, optional
-        Chains run in parallel; default ``min(chains, os.cpu_count())``.
+        Chains run in parallel; default ``min(chains, CPUs available)``.
 
     Returns
     -------
@@ -475,12 +481,13 @@ def fit_bayes(
         reason.
     """
     X = check_data(X, n_components)
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler={sampler!r} is not supported; use one of {', '.join(SAMPLERS)}")
-    chains = _check_int("chains", chains, 1)
-    draws = _check_int("draws", draws, 1)
-    tune = _check_int("tune", tune, 1 if sampler == "advi" else 0)
-    cores = _check_int("cores", cores if cores is not None else min(chains, os.cpu_count() or 1), 1)
+    check_choice("sampler", sampler, SAMPLERS)
+    chains = check_int("chains", chains, minimum=1)
+    draws = check_int("draws", draws, minimum=1)
+    tune = check_int("tune", tune, minimum=1 if sampler == "advi" else 0)
+    cores = check_int(
+        "cores", cores if cores is not None else min(chains, available_cpus()), minimum=1
+    )
     priors = _resolve_priors(priors)
     for name, params in (("init", init), ("reference", reference)):
         if params is not None and not isinstance(params, MixtureParams):
@@ -577,7 +584,7 @@ def _assemble(
     covariances = apply_orders(flat_cov, orders).reshape(chains, draws, K, d, d)
 
     stats = idata["sample_stats"].to_dataset() if "sample_stats" in idata.children else None
-    diagnostics = {
+    diagnostics: BayesDiagnostics = {  # type: ignore[assignment]
         **convergence(component_parameters(weights, means, covariances, covariance_type)),
         **sampler_counts(stats),
         **label_switching_report(orders, chains),

@@ -27,13 +27,13 @@ two agree.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
+from workbench._platform import available_cpus
 from workbench.mixture import LOG_2PI, log_det_precision_cholesky
 
 __all__ = ["SufficientStats", "sufficient_statistics"]
@@ -49,7 +49,7 @@ def _row_blocks(n_samples: int) -> list[slice]:
     Threads are capped by the cores this process may use, so a large single fit uses the
     machine while the many small fits of a study never oversubscribe it.
     """
-    n_threads = max(1, min(len(os.sched_getaffinity(0)), n_samples // _ROWS_PER_THREAD))
+    n_threads = max(1, min(available_cpus(), n_samples // _ROWS_PER_THREAD))
     bounds = np.linspace(0, n_samples, n_threads + 1).astype(int)
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 

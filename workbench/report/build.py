@@ -34,13 +34,14 @@ from arviz_base.labels import NoVarLabeller
 from matplotlib.figure import Figure
 from PIL import Image
 
-from workbench.align import align_to_reference
+from workbench.align import align_posterior
+from workbench.metrics import flatten_parameters, parameter_names
 from workbench.mixture import MixtureParams
 from workbench.report import plots, tables
 from workbench.simulate import Scenario
 from workbench.study.locate import stored_study_directory
-from workbench.study.store import StudyStore
-from workbench.study.task import regenerate_dataset
+from workbench.study.seeds import regenerate_dataset
+from workbench.study.store import StoreError, StudyStore
 
 __all__ = ["build_report"]
 
@@ -56,7 +57,6 @@ _TEMPLATES = jinja2.Environment(
     keep_trailing_newline=True,
 )
 _NUMBER = re.compile(r"^-?[\d.]+(e[-+]?\d+)?( \(-?[\d.]+(e[-+]?\d+)?\))?$")
-_PARAMETER = re.compile(r"^(weight|mean|cov)\[(\d+(?:,\d+)*)\]$")
 
 
 @dataclass(frozen=True)
@@ -439,7 +439,7 @@ class _Report:
             chosen = [(int(c), int(r)) for c, r in selected]
             missing = [key for key in chosen if key not in stored]
             if missing:
-                raise ValueError(
+                raise StoreError(
                     f"selected fits {missing} are not stored; stored (condition_id, "
                     f"replication) pairs are {sorted(stored)}"
                 )
@@ -594,20 +594,15 @@ def _headline_level(coverage: pd.DataFrame) -> tuple[str, float] | None:
     return kind, (0.95 if 0.95 in levels else float(levels[-1]))
 
 
-def _draw_arrays(idata: xr.DataTree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The relabelled draws a fit was scored on (``posterior_relabelled``, written by
-    :class:`workbench.bayes.BayesFit`): weights (chain, draw, K), means (chain, draw, K, d),
-    dense covariances (chain, draw, K, d, d)."""
-    posterior = idata["posterior_relabelled"]
-    return tuple(
-        posterior[name].transpose("chain", "draw", ...).to_numpy() for name in ("w", "mu", "cov")
-    )
-
-
 def _posterior_by_parameter(
     idata: xr.DataTree, truth: MixtureParams, names: Sequence[str]
 ) -> xr.Dataset:
-    """Draws of every named scalar parameter, aligned to the truth.
+    """Draws of every named scalar parameter, aligned to the truth as the scores were.
+
+    The relabelled draws (``posterior_relabelled``, written by
+    :class:`workbench.bayes.BayesFit`) are aligned by :func:`workbench.align.align_posterior`
+    and flattened by :func:`workbench.metrics.flatten_parameters`, exactly as
+    :func:`workbench.metrics.score_posterior` does.
 
     Returns
     -------
@@ -615,27 +610,23 @@ def _posterior_by_parameter(
         One variable ``value`` with dims ``(chain, draw, parameter)``; ``parameter`` holds
         the store's names (``weight[k]``, ``mean[k,j]``, ``cov[k,i,j]``).
     """
-    weights, means, covariances = _draw_arrays(idata)
-    n_chain, n_draw = weights.shape[:2]
-    flat = (
-        weights.reshape(n_chain * n_draw, *weights.shape[2:]),
-        means.reshape(n_chain * n_draw, *means.shape[2:]),
-        covariances.reshape(n_chain * n_draw, *covariances.shape[2:]),
+    posterior = idata["posterior_relabelled"]
+    weights, means, covariances = (
+        posterior[name].transpose("chain", "draw", ...).to_numpy() for name in ("w", "mu", "cov")
     )
-    # As in workbench.metrics.score_posterior: one permutation, from the posterior mean.
-    mean = MixtureParams(flat[0].mean(0), flat[1].mean(0), flat[2].mean(0))
-    order = align_to_reference(mean, truth)
-    arrays = {"weight": flat[0][:, order], "mean": flat[1][:, order], "cov": flat[2][:, order]}
-    columns = []
-    for name in names:
-        match = _PARAMETER.match(name)
-        if match is None:
-            raise ValueError(
-                f"stored parameter name {name!r} is not weight[k], mean[k,j] or cov[k,i,j]"
-            )
-        index = tuple(int(i) for i in match.group(2).split(","))
-        columns.append(arrays[match.group(1)][(slice(None), *index)])
-    values = np.stack(columns, axis=-1).reshape(n_chain, n_draw, len(names))
+    n_chain, n_draw, k, d = means.shape
+    aligned = align_posterior(
+        weights.reshape(-1, k), means.reshape(-1, k, d), covariances.reshape(-1, k, d, d), truth
+    )
+    flat = flatten_parameters(aligned.weights, aligned.means, aligned.covariances)
+    column = {p.name: i for i, p in enumerate(parameter_names(k, d))}
+    unknown = [name for name in names if name not in column]
+    if unknown:
+        raise ValueError(
+            f"stored parameter names {unknown} are not parameters of a {k}-component "
+            f"{d}-feature mixture"
+        )
+    values = flat[:, [column[name] for name in names]].reshape(n_chain, n_draw, len(names))
     return xr.Dataset(
         {"value": (("chain", "draw", "parameter"), values)},
         coords={"parameter": list(names)},

@@ -348,12 +348,15 @@ def plot_posterior_vs_point(
     truth: xr.Dataset | None,
     var_names: Sequence[str] | None = None,
     col_wrap: int = 4,
+    ci_kind: str = "hdi",
+    ci_prob: float = 0.94,
     labeller: BaseLabeller | None = None,
 ) -> az.PlotCollection:
     """Marginal posterior density of each parameter, with lines at the EM estimate and truth.
 
     Drawn with ArviZ: ``arviz.plot_dist`` for the densities (with the posterior mean and
-    the 94% highest density interval, ArviZ's defaults, under each curve) and
+    the ``ci_prob`` credible interval of kind ``ci_kind`` under each curve; both are passed
+    explicitly, so the legend states what is drawn whatever ArviZ's settings say) and
     ``arviz.add_lines`` for the reference lines.
 
     Parameters
@@ -368,6 +371,10 @@ def plot_posterior_vs_point(
         Variables to draw; default all of ``posterior``.
     col_wrap : int, default 4
         Panels per row.
+    ci_kind : {'hdi', 'eti'}, default 'hdi'
+        Highest-density or equal-tailed interval.
+    ci_prob : float, default 0.94
+        Its probability.
     labeller : arviz_base.labels.BaseLabeller, optional
         Makes the panel titles; default ``name[coords]`` on one line, e.g. ``mean[1, 0]``.
         With one variable whose coordinate values already name the scalars (e.g.
@@ -390,6 +397,8 @@ def plot_posterior_vs_point(
         xr.DataTree.from_dict({"posterior": posterior}),
         var_names=var_names,
         point_estimate="mean",
+        ci_kind=ci_kind,
+        ci_prob=ci_prob,
         labeller=_FlatLabeller() if labeller is None else labeller,
         col_wrap=n_cols,
         visuals={
@@ -419,7 +428,12 @@ def plot_posterior_vs_point(
         ax.set_xlabel("value", fontsize=8)
         ax.title.set_fontsize(9)
     handles = [
-        Line2D([], [], color=bayes, label="posterior density (dot: mean, bar: 94% HDI)"),
+        Line2D(
+            [],
+            [],
+            color=bayes,
+            label=f"posterior density (dot: mean, bar: {ci_prob:.0%} {ci_kind.upper()})",
+        ),
         *[
             Line2D(
                 [],

@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import os
 import re
 import tomllib
@@ -45,6 +44,20 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from workbench._validation import is_int, is_real
+from workbench.bayes.options import (
+    ADVI_DRAWS,
+    ADVI_STEPS,
+    DEFAULT_CHAINS,
+    DEFAULT_DRAWS,
+    DEFAULT_TUNE,
+    MCMC_SAMPLERS,
+)
+from workbench.bayes.priors import BayesPriors
+from workbench.em.options import INIT_METHODS, WORKBENCH_N_INIT
+from workbench.errors import WorkbenchError
+from workbench.metrics import DEFAULT_LEVELS
+from workbench.mixture import COVARIANCE_TYPES
 from workbench.simulate import Scenario
 from workbench.study.seeds import truth_seed
 
@@ -61,14 +74,12 @@ __all__ = [
 ]
 
 METHOD_NAMES: tuple[str, ...] = ("em", "bayes", "advi")
-EM_INITS: tuple[str, ...] = ("kmeans", "k-means++", "random", "random_from_data")
-COVARIANCE_TYPES: tuple[str, ...] = ("full", "tied", "diag", "spherical")
-SAMPLERS: tuple[str, ...] = ("auto", "nutpie", "pymc", "numpyro")
+TRUTH_MODES: tuple[str, ...] = ("fixed", "random")
 KEEP_DRAWS: tuple[str, ...] = ("first", "all", "none")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class ConfigError(ValueError):
+class ConfigError(WorkbenchError, ValueError):
     """A study file has an unknown key or a bad value (one-line message)."""
 
 
@@ -89,7 +100,7 @@ class EMOptions:
         Added to the covariance diagonals.
     """
 
-    n_init: int = 3
+    n_init: int = WORKBENCH_N_INIT
     init: str = "kmeans"
     covariance_type: str = "full"
     tol: float = 1e-3
@@ -109,17 +120,17 @@ class BayesOptions:
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
     start_at_em : bool
         Start the chains at the task's EM estimate (needs ``[methods.em]``).
-    priors : dict
-        Prior overrides, validated by :meth:`workbench.bayes.BayesPriors.from_dict`.
+    priors : BayesPriors
+        Parsed from the ``priors`` table by :meth:`workbench.bayes.BayesPriors.from_dict`.
     """
 
     sampler: str = "auto"
-    chains: int = 2
-    draws: int = 1000
-    tune: int = 1000
+    chains: int = DEFAULT_CHAINS
+    draws: int = DEFAULT_DRAWS
+    tune: int = DEFAULT_TUNE
     covariance_type: str = "full"
     start_at_em: bool = True
-    priors: dict[str, Any] = field(default_factory=dict)
+    priors: BayesPriors = field(default_factory=BayesPriors)
 
 
 @dataclass(frozen=True)
@@ -136,11 +147,11 @@ class AdviOptions:
         As for :class:`BayesOptions`.
     """
 
-    draws: int = 1000
-    tune: int = 10000
+    draws: int = ADVI_DRAWS
+    tune: int = ADVI_STEPS
     covariance_type: str = "full"
     start_at_em: bool = True
-    priors: dict[str, Any] = field(default_factory=dict)
+    priors: BayesPriors = field(default_factory=BayesPriors)
 
 
 @dataclass(frozen=True)
@@ -163,7 +174,7 @@ class OutputOptions:
     dir: str | None = None
     keep_draws: str = "first"
     max_errors: int = 20
-    levels: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
+    levels: tuple[float, ...] = DEFAULT_LEVELS
 
 
 @dataclass(frozen=True)
@@ -214,7 +225,7 @@ class StudyConfig:
             "seed": self.seed,
             "replications": self.replications,
             "conditions": [c.to_dict() for c in self.conditions],
-            "methods": {name: asdict(opts) for name, opts in self.methods.items()},
+            "methods": {name: _options_dict(opts) for name, opts in self.methods.items()},
             "output": {**asdict(self.output), "levels": list(self.output.levels)},
         }
 
@@ -237,25 +248,25 @@ class StudyConfig:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _options_dict(options: EMOptions | BayesOptions | AdviOptions) -> dict[str, Any]:
+    """A method's options as JSON; priors keep only what differs from the defaults."""
+    out = {f.name: getattr(options, f.name) for f in fields(options)}
+    if isinstance(out.get("priors"), BayesPriors):
+        out["priors"] = out["priors"].overrides()
+    return out
+
+
 # --------------------------------------------------------------------------- validation
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _int_at_least(low: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
+    return (lambda v: is_int(v) and v >= low), f"an integer >= {low}"
 
 
 def _one_of(options: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v in options), "one of " + ", ".join(repr(o) for o in options)
 
 
-_POSITIVE = ((lambda v: _is_real(v) and v > 0), "a number > 0")
-_NON_NEGATIVE = ((lambda v: _is_real(v) and v >= 0), "a number >= 0")
+_POSITIVE = ((lambda v: is_real(v) and v > 0), "a number > 0")
+_NON_NEGATIVE = ((lambda v: is_real(v) and v >= 0), "a number >= 0")
 _BOOL = ((lambda v: isinstance(v, bool)), "true or false")
 _TABLE = ((lambda v: isinstance(v, dict)), "a table")
 _LEVELS = (
@@ -263,7 +274,7 @@ _LEVELS = (
         lambda v: (
             isinstance(v, list)
             and len(v) > 0
-            and all(_is_real(x) and 0 < x < 1 for x in v)
+            and all(is_real(x) and 0 < x < 1 for x in v)
             and len(set(v)) == len(v)
         )
     ),
@@ -274,14 +285,14 @@ _STRING = ((lambda v: isinstance(v, str)), "a string")
 _VALIDATORS: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
     EMOptions: {
         "n_init": _int_at_least(1),
-        "init": _one_of(EM_INITS),
+        "init": _one_of(INIT_METHODS),
         "covariance_type": _one_of(COVARIANCE_TYPES),
         "tol": _POSITIVE,
         "max_iter": _int_at_least(1),
         "reg_covar": _NON_NEGATIVE,
     },
     BayesOptions: {
-        "sampler": _one_of(SAMPLERS),
+        "sampler": _one_of(MCMC_SAMPLERS),
         "chains": _int_at_least(1),
         "draws": _int_at_least(1),
         "tune": _int_at_least(0),
@@ -331,6 +342,11 @@ class _Checker:
             if not ok(value):
                 raise self.error(f"{prefix}.{key}", value, f"use {allowed}")
         values = dict(table)
+        if "priors" in values:
+            try:
+                values["priors"] = BayesPriors.from_dict(values["priors"])
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{self.source}: {prefix}.priors: {exc}") from None
         if "levels" in values:
             values["levels"] = tuple(sorted(float(x) for x in values["levels"]))
         for name in ("tol", "reg_covar"):
@@ -437,14 +453,14 @@ def parse_study(text: str, *, source: str = "<string>") -> StudyConfig:
     if not isinstance(description, str):
         raise check.error("description", description, "use a string")
     seed = raw.get("seed", 0)
-    if not _is_int(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise check.error("seed", seed, "use an integer >= 0")
     replications = raw.get("replications", 10)
-    if not _is_int(replications) or replications < 1:
+    if not is_int(replications) or replications < 1:
         raise check.error("replications", replications, "use an integer >= 1")
 
     truth = raw.get("truth", "fixed")
-    if truth not in ("fixed", "random"):
+    if truth not in TRUTH_MODES:
         raise check.error("truth", truth, "use 'fixed' (one truth per condition) or 'random'")
     conditions = _conditions(raw, check)
     if truth == "fixed":
@@ -538,18 +554,7 @@ def _methods(table: object, check: _Checker) -> dict[str, EMOptions | BayesOptio
                 True,
                 "starting at EM needs [methods.em]; add it or set start_at_em = false",
             )
-        if opts.priors:
-            _check_priors(opts.priors, f"methods.{name}.priors", check)
     return methods
-
-
-def _check_priors(priors: Mapping[str, Any], where: str, check: _Checker) -> None:
-    from workbench.bayes import BayesPriors
-
-    try:
-        BayesPriors.from_dict(priors)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{check.source}: {where}: {exc}") from None
 
 
 def load_study(path: str | os.PathLike[str]) -> StudyConfig:

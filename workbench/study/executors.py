@@ -10,11 +10,14 @@ of completion.
 from __future__ import annotations
 
 import multiprocessing
-import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
+
+from workbench._platform import available_cpus
+from workbench._validation import check_int
+from workbench.errors import WorkbenchError
 
 __all__ = ["DaskExecutor", "Executor", "ExecutorError", "LocalExecutor", "default_workers"]
 
@@ -25,8 +28,8 @@ R = TypeVar("R")
 class Executor(Protocol):
     """Runs ``fn`` over ``items`` and yields results as they finish.
 
-    Closing the returned iterator early (``break`` or an exception in the consumer) cancels
-    the tasks that have not started.
+    ``run`` returns a generator: the runner calls its ``close()`` when it stops early
+    (``max_errors`` reached, Ctrl-C), which must cancel the tasks that have not started.
     """
 
     description: str
@@ -34,16 +37,20 @@ class Executor(Protocol):
     #: time in this process, 1 when several tasks share the machine or run on a cluster.
     chain_cores: int | None
 
-    def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]: ...
+    def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Generator[R, None, None]: ...
 
 
 class ExecutorError(RuntimeError):
     """Workers died (killed, out of memory, crashed): the run cannot go on as it is."""
 
 
+class SchedulerUnreachableError(WorkbenchError, ValueError):
+    """The Dask scheduler address given by the user does not answer."""
+
+
 def default_workers() -> int:
-    """``min(2, number of CPUs)``: the default size of the local pool."""
-    return max(1, min(2, os.cpu_count() or 1))
+    """``min(2, CPUs available)``: the default size of the local pool."""
+    return max(1, min(2, available_cpus()))
 
 
 class LocalExecutor:
@@ -63,15 +70,13 @@ class LocalExecutor:
     """
 
     def __init__(self, workers: int = 1) -> None:
-        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-            raise ValueError(f"workers={workers!r} is not allowed; use an integer >= 1")
-        self.workers = workers
+        self.workers = check_int("workers", workers, minimum=1)
         self.chain_cores = None if workers == 1 else 1
         self.description = (
             "in this process" if workers == 1 else f"on a local pool of {workers} processes"
         )
 
-    def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Generator[R, None, None]:
         if self.workers == 1:
             for item in items:
                 yield fn(item)
@@ -80,18 +85,15 @@ class LocalExecutor:
             max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
         )
         try:
-            pending: set[Future[R]] = {pool.submit(fn, item) for item in items}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    try:
-                        result = future.result()
-                    except BrokenProcessPool as exc:
-                        raise ExecutorError(
-                            f"a worker process died ({exc}); the tasks it had not finished "
-                            "are not stored: run the same command again to resume"
-                        ) from None
-                    yield result
+            for future in as_completed([pool.submit(fn, item) for item in items]):
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:
+                    raise ExecutorError(
+                        f"a worker process died ({exc}); the tasks it had not finished "
+                        "are not stored: run the same command again to resume"
+                    ) from None
+                yield result
         finally:
             # stop fast on early exit: queued tasks are cancelled, running ones are abandoned
             pool.shutdown(wait=False, cancel_futures=True)
@@ -117,12 +119,8 @@ class DaskExecutor:
     def __init__(self, scheduler: str | None = None, local_workers: int | None = None) -> None:
         if (scheduler is None) == (local_workers is None):
             raise ValueError("give exactly one of scheduler (an address) and local_workers")
-        if local_workers is not None and (
-            not isinstance(local_workers, int)
-            or isinstance(local_workers, bool)
-            or local_workers < 1
-        ):
-            raise ValueError(f"local_workers={local_workers!r} is not allowed; use an integer >= 1")
+        if local_workers is not None:
+            check_int("local_workers", local_workers, minimum=1)
         self.scheduler = scheduler
         self.local_workers = local_workers
         # one thread per chain inside a daemonic Dask worker: no process forking there
@@ -133,7 +131,7 @@ class DaskExecutor:
             else f"on a Dask LocalCluster of {local_workers} workers"
         )
 
-    def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Generator[R, None, None]:
         from distributed import Client, LocalCluster, as_completed
         from distributed.scheduler import KilledWorker
 
@@ -150,7 +148,7 @@ class DaskExecutor:
             try:
                 client = Client(self.scheduler, timeout="20s")
             except OSError as exc:
-                raise ValueError(
+                raise SchedulerUnreachableError(
                     f"cannot reach the Dask scheduler at {self.scheduler!r} ({exc}); "
                     "give the address of a running scheduler, e.g. tcp://host:8786"
                 ) from None

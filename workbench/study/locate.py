@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from workbench.study.config import StudyConfig, load_study
-from workbench.study.store import DB_NAME
+from workbench.study.store import DB_NAME, StoreError
 
 __all__ = ["resolve_study", "stored_study_directory"]
 
@@ -28,21 +28,21 @@ def resolve_study(
 
     Raises
     ------
-    ValueError
+    StoreError
         If ``study`` is neither form, or a folder holds no stored study.
     """
     path = Path(study)
     if path.is_dir():
         if output is not None:
-            raise ValueError(f"--output {str(output)!r} only applies when STUDY is a TOML file")
+            raise StoreError(f"--output {str(output)!r} only applies when STUDY is a TOML file")
         if not (path / DB_NAME).is_file():
-            raise ValueError(
+            raise StoreError(
                 f"{path} holds no study results ({DB_NAME} is missing); give a study TOML file "
                 "or the output folder of a study that has been run"
             )
         return None, path
     if path.suffix != ".toml" and not path.is_file():
-        raise ValueError(
+        raise StoreError(
             f"STUDY {str(study)!r} is neither a study TOML file nor an output folder of a study"
         )
     config = load_study(path)
@@ -54,13 +54,13 @@ def stored_study_directory(study: str | os.PathLike[str]) -> Path:
 
     Raises
     ------
-    ValueError
+    StoreError
         If the study has not been run yet (naming the command that runs it).
     """
     config, directory = resolve_study(study)
     if not (directory / DB_NAME).is_file():
         name = config.name if config is not None else str(study)
-        raise ValueError(
+        raise StoreError(
             f"study {name!r} has no results in {directory} yet; run it first: workbench run {study}"
         )
     return directory

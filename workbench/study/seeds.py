@@ -16,7 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["TaskStreams", "task_seed", "task_streams", "truth_seed"]
+from workbench.simulate import Dataset, Scenario, simulate
+
+__all__ = ["TaskStreams", "regenerate_dataset", "task_seed", "task_streams", "truth_seed"]
 
 _STREAMS = ("simulate", "em", "bayes", "advi")
 
@@ -85,3 +87,21 @@ def task_streams(seed: int) -> TaskStreams:
     simulate = np.random.default_rng(children[0])
     em, bayes, advi = (int(c.generate_state(1, np.uint32)[0]) for c in children[1:])
     return TaskStreams(simulate=simulate, em=em, bayes=bayes, advi=advi)
+
+
+def regenerate_dataset(scenario: Scenario, seed: int) -> Dataset:
+    """Rebuild a task's dataset from its scenario and stored seed.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        ``Scenario.from_dict`` of the task's ``conditions.scenario``.
+    seed : int
+        The task's ``tasks.seed``.
+
+    Returns
+    -------
+    Dataset
+        Identical to the data the task was fitted on.
+    """
+    return simulate(scenario, task_streams(seed).simulate)

@@ -78,7 +78,7 @@ Tables
     ``condition_id, replication, method, key, value`` - per-fit diagnostics; ``value`` keeps
     its SQLite type (REAL, INTEGER or TEXT; booleans are 0/1). Bayesian fits store every
     entry of ``BayesFit.diagnostics``, among them ``max_r_hat``, ``min_ess_bulk``,
-    ``min_ess_tail`` (NULL for ADVI), ``n_divergences``, ``n_max_treedepth`` (-1 for ADVI),
+    ``min_ess_tail``, ``n_divergences``, ``n_max_treedepth`` (all NULL for ADVI),
     ``label_switching``, ``sampler``, ``started_at_em``, ``sampling_seconds`` and
     ``compile_seconds``. EM: ``converged``, ``n_iter``, ``lower_bound``, ``n_init``. Any
     fit may have ``warnings``: the distinct warnings raised during the fit (e.g. EM's
@@ -112,7 +112,6 @@ Tables
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import math
@@ -124,16 +123,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import pandas as pd
 
+from workbench._platform import exclusive_lock
+from workbench.errors import WorkbenchError
+from workbench.metrics import ParameterEstimate
 from workbench.mixture import MixtureParams
+
+if TYPE_CHECKING:
+    from workbench.bayes.diagnostics import BayesDiagnostics
+    from workbench.em import EMHistory
+    from workbench.simulate import Dataset
 
 __all__ = [
     "DB_NAME",
+    "EMDiagnostics",
     "FitRecord",
+    "StoreError",
     "StoreMismatchError",
     "StudyStore",
     "TaskRecord",
@@ -289,8 +298,22 @@ _VERSIONED_PACKAGES = (
 )
 
 
-class StoreMismatchError(ValueError):
+class StoreError(WorkbenchError, ValueError):
+    """The output folder cannot be used as it is (locked, missing, another study's)."""
+
+
+class StoreMismatchError(StoreError):
     """The output folder holds results of a different study configuration."""
+
+
+class EMDiagnostics(TypedDict, total=False):
+    """What a study stores about an EM fit's convergence (one ``diagnostics`` row each)."""
+
+    converged: bool
+    n_iter: int
+    lower_bound: float
+    n_init: int
+    warnings: str
 
 
 @dataclass
@@ -306,14 +329,13 @@ class FitRecord:
         Set when ``status == 'failed'``.
     fit_seconds : float or None
     metrics : dict of str to float
-    estimates : list of (parameter, kind, truth, estimate, sd) tuples
-    intervals : list of (parameter, interval, level, lower, upper, covered) tuples
-    diagnostics : dict of str to float, int or str
+    estimates : list of ParameterEstimate
+        One per scalar parameter, aligned to the truth, each with its intervals.
+    diagnostics : EMDiagnostics or BayesDiagnostics
     em_trace : ndarray of shape (n_iter,) or None
         EM lower bound per iteration.
-    em_history : dict of str to ndarray or None
-        ``lower_bound`` (T,), ``weights`` (T, K), ``means`` (T, K, d),
-        ``covariances`` (T, K, d, d); only for kept EM fits.
+    em_history : EMHistory or None
+        With dense ``covariances`` (T, K, d, d); only for kept EM fits.
     params : MixtureParams or None
         The point estimate aligned to the truth (EM estimate or posterior mean).
     draws : xarray.DataTree or None
@@ -326,11 +348,10 @@ class FitRecord:
     traceback: str | None = None
     fit_seconds: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    estimates: list[tuple[str, str, float, float, float | None]] = field(default_factory=list)
-    intervals: list[tuple[str, str, float, float, float, bool]] = field(default_factory=list)
-    diagnostics: dict[str, float | int | str] = field(default_factory=dict)
+    estimates: list[ParameterEstimate] = field(default_factory=list)
+    diagnostics: EMDiagnostics | BayesDiagnostics = field(default_factory=dict)  # type: ignore[assignment]
     em_trace: np.ndarray | None = None
-    em_history: dict[str, np.ndarray] | None = None
+    em_history: EMHistory | None = None
     params: MixtureParams | None = None
     draws: Any = None
 
@@ -354,8 +375,9 @@ class TaskRecord:
         ``host:pid`` of the process that ran the task.
     truth : MixtureParams or None
         None when the simulation failed.
-    dataset : tuple of (ndarray of shape (n, d), ndarray of shape (n,)) or None
-        Training data and true labels, only for kept tasks.
+    dataset : Dataset or None
+        The simulated data, only for kept tasks (the store keeps ``X_train`` and
+        ``y_train``).
     kept : bool
     fits : list of FitRecord
     """
@@ -372,7 +394,7 @@ class TaskRecord:
     traceback: str | None = None
     simulate_seconds: float | None = None
     truth: MixtureParams | None = None
-    dataset: tuple[np.ndarray, np.ndarray] | None = None
+    dataset: Dataset | None = None
     kept: bool = False
     fits: list[FitRecord] = field(default_factory=list)
 
@@ -446,15 +468,16 @@ class StudyStore:
 
     Notes
     -----
-    Opening never creates anything; use :meth:`create` (or :meth:`open_for_run`) to start a
-    new store. Readers may open the store while a run writes to it (WAL mode).
+    Opening never creates anything; use :meth:`create` (or
+    :func:`workbench.study.runner.open_store_for_run`) to start a new store. Readers may
+    open the store while a run writes to it (WAL mode).
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.path = self.directory / DB_NAME
         if not self.path.is_file():
-            raise FileNotFoundError(f"no study results in {self.directory}: {self.path} is missing")
+            raise StoreError(f"no study results in {self.directory}: {self.path} is missing")
         self._conn = self._connect(self.path)
 
     @staticmethod
@@ -682,11 +705,8 @@ class StudyStore:
                     (*key, *_params_json(record.truth)),
                 )
             if record.dataset is not None:
-                X, y = record.dataset
-                conn.execute(
-                    "INSERT INTO datasets VALUES (?, ?, ?)",
-                    (*key, _npz({"X_train": X, "y_train": y})),
-                )
+                data = {"X_train": record.dataset.X_train, "y_train": record.dataset.y_train}
+                conn.execute("INSERT INTO datasets VALUES (?, ?, ?)", (*key, _npz(data)))
             for fit in record.fits:
                 self._insert_fit(key, fit)
             conn.executemany("INSERT INTO draws VALUES (?, ?, ?, ?)", draw_rows)
@@ -709,15 +729,25 @@ class StudyStore:
         conn.executemany(
             "INSERT INTO estimates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (*key, m, parameter, kind, _real(truth), _real(estimate), _real(sd))
-                for parameter, kind, truth, estimate, sd in fit.estimates
+                (*key, m, e.parameter, e.kind, _real(e.truth), _real(e.estimate), _real(e.sd))
+                for e in fit.estimates
             ],
         )
         conn.executemany(
             "INSERT INTO intervals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (*key, m, parameter, interval, float(level), _real(lo), _real(hi), int(covered))
-                for parameter, interval, level, lo, hi, covered in fit.intervals
+                (
+                    *key,
+                    m,
+                    e.parameter,
+                    iv.kind,
+                    iv.level,
+                    _real(iv.lower),
+                    _real(iv.upper),
+                    int(iv.covered),
+                )
+                for e in fit.estimates
+                for iv in e.intervals
             ],
         )
         conn.executemany(
@@ -735,7 +765,8 @@ class StudyStore:
             )
         if fit.em_history is not None:
             conn.execute(
-                "INSERT INTO em_history VALUES (?, ?, ?, ?)", (*key, m, _npz(fit.em_history))
+                "INSERT INTO em_history VALUES (?, ?, ?, ?)",
+                (*key, m, _npz(fit.em_history._asdict())),
             )
 
     def delete_tasks(self, keys: Sequence[tuple[int, int]]) -> None:
@@ -769,15 +800,10 @@ def run_lock(directory: Path) -> Iterator[None]:
         If another run holds the lock.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCK_NAME, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(
+    with open(directory / LOCK_NAME, "w") as handle, exclusive_lock(handle) as locked:
+        if not locked:
+            raise StoreError(
                 f"another workbench run is writing to {directory}; wait for it to finish "
                 "or use a different --output folder"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            )
+        yield

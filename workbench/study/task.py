@@ -23,14 +23,14 @@ import numpy as np
 from workbench.align import align_to_reference
 from workbench.bayes import fit_bayes
 from workbench.em import EMHistory, GaussianMixture
-from workbench.metrics import FitScore, score_point_estimate, score_posterior
+from workbench.metrics import score_point_estimate, score_posterior
 from workbench.mixture import MixtureParams, to_full_covariances
 from workbench.simulate import Dataset, Scenario, simulate
 from workbench.study.config import AdviOptions, BayesOptions, EMOptions
 from workbench.study.seeds import task_streams
 from workbench.study.store import FitRecord, TaskRecord
 
-__all__ = ["TaskSpec", "regenerate_dataset", "run_task"]
+__all__ = ["TaskSpec", "run_task"]
 
 
 @dataclass(frozen=True)
@@ -66,24 +66,6 @@ class TaskSpec:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def regenerate_dataset(scenario: Scenario, seed: int) -> Dataset:
-    """Rebuild a task's dataset from its scenario and stored seed.
-
-    Parameters
-    ----------
-    scenario : Scenario
-        ``Scenario.from_dict`` of the task's ``conditions.scenario``.
-    seed : int
-        The task's ``tasks.seed``.
-
-    Returns
-    -------
-    Dataset
-        Identical to the data the task was fitted on.
-    """
-    return simulate(scenario, task_streams(seed).simulate)
 
 
 def run_task(spec: TaskSpec) -> TaskRecord:
@@ -124,7 +106,7 @@ def run_task(spec: TaskSpec) -> TaskRecord:
         record.simulate_seconds = time.perf_counter() - start
         record.truth = dataset.truth
         if spec.keep:
-            record.dataset = (dataset.X_train, dataset.y_train)
+            record.dataset = dataset
         em_params: MixtureParams | None = None
         for name, options in spec.methods.items():
             seed = getattr(streams, name)
@@ -179,16 +161,6 @@ def _aligned(estimate: MixtureParams, truth: MixtureParams) -> MixtureParams:
     return estimate.permuted(align_to_reference(estimate, truth))
 
 
-def _score_rows(score: FitScore) -> tuple[list[tuple], list[tuple]]:
-    """Flatten a ``FitScore``'s estimates and intervals into store rows."""
-    estimates, intervals = [], []
-    for est in score.estimates:
-        estimates.append((est.parameter, est.kind, est.truth, est.estimate, est.sd))
-        for iv in est.intervals:
-            intervals.append((est.parameter, iv.kind, iv.level, iv.lower, iv.upper, iv.covered))
-    return estimates, intervals
-
-
 def _fit_em(dataset: Dataset, options: EMOptions, seed: int, keep: bool) -> FitRecord:
     model = GaussianMixture(
         n_components=dataset.truth.n_components,
@@ -206,14 +178,12 @@ def _fit_em(dataset: Dataset, options: EMOptions, seed: int, keep: bool) -> FitR
     seconds = time.perf_counter() - start
     estimate = model.to_params()
     score = score_point_estimate(dataset, estimate, method="em", fit_seconds=seconds)
-    estimates, intervals = _score_rows(score)
     return FitRecord(
         method="em",
         status="ok",
         fit_seconds=seconds,
         metrics=dict(score.metrics),
-        estimates=estimates,
-        intervals=intervals,
+        estimates=list(score.estimates),
         diagnostics={
             "converged": bool(model.converged_),
             "n_iter": int(model.n_iter_),
@@ -221,23 +191,18 @@ def _fit_em(dataset: Dataset, options: EMOptions, seed: int, keep: bool) -> FitR
             "n_init": options.n_init,
         },
         em_trace=np.asarray(model.lower_bounds_, dtype=float),
-        em_history=_history_arrays(model.history_, options.covariance_type) if keep else None,
+        em_history=_dense_history(model.history_, options.covariance_type) if keep else None,
         params=_aligned(estimate, dataset.truth),
     )
 
 
-def _history_arrays(history: EMHistory, covariance_type: str) -> dict[str, np.ndarray]:
-    """EM ``history_`` as arrays with dense covariances of shape (T, K, d, d)."""
+def _dense_history(history: EMHistory, covariance_type: str) -> EMHistory:
+    """EM ``history_`` with dense covariances of shape (T, K, d, d)."""
     k, d = history.means.shape[1:]
     covariances = np.stack(
         [to_full_covariances(c, covariance_type, k, d) for c in history.covariances]
     )
-    return {
-        "lower_bound": history.lower_bound,
-        "weights": history.weights,
-        "means": history.means,
-        "covariances": covariances,
-    }
+    return history._replace(covariances=covariances)
 
 
 def _fit_bayes(
@@ -261,7 +226,7 @@ def _fit_bayes(
         chains=chains,
         draws=options.draws,
         tune=options.tune,
-        priors=options.priors or None,
+        priors=options.priors,
         init=em_params if options.start_at_em else None,
         reference=em_params,
         random_seed=seed,
@@ -279,15 +244,13 @@ def _fit_bayes(
         levels=spec.levels,
         fit_seconds=seconds,
     )
-    estimates, intervals = _score_rows(score)
     return FitRecord(
         method=name,
         status="ok",
         fit_seconds=seconds,
         metrics=dict(score.metrics),
-        estimates=estimates,
-        intervals=intervals,
-        diagnostics=dict(fit.diagnostics),
+        estimates=list(score.estimates),
+        diagnostics=fit.diagnostics,
         params=_aligned(fit.posterior_mean(), dataset.truth),
         # the pointwise log-likelihood (draws x observations) is most of the file and can be
         # recomputed from the draws and the kept data

@@ -1,0 +1,33 @@
+"""The Bayesian fit's vocabularies and defaults, importable without PyMC.
+
+The study config, the command line and :func:`workbench.bayes.fit_bayes` all read these, so a
+sampler name or a default is written once.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ADVI_DRAWS",
+    "ADVI_STEPS",
+    "AUTO_SAMPLER",
+    "DEFAULT_CHAINS",
+    "DEFAULT_DRAWS",
+    "DEFAULT_TUNE",
+    "MCMC_SAMPLERS",
+    "SAMPLERS",
+]
+
+#: MCMC samplers; ``"auto"`` picks :data:`AUTO_SAMPLER`.
+MCMC_SAMPLERS: tuple[str, ...] = ("auto", "nutpie", "pymc", "numpyro")
+#: Every value of ``fit_bayes(sampler=...)``: the MCMC samplers and mean-field ADVI.
+SAMPLERS: tuple[str, ...] = (*MCMC_SAMPLERS, "advi")
+#: The fastest sampler that converged on our models (see experiments/benchmarks/bayes_samplers.py).
+AUTO_SAMPLER = "nutpie"
+
+#: Four chains, as PyMC: enough for a between-chain r_hat to mean something.
+DEFAULT_CHAINS = 4
+DEFAULT_DRAWS = 1000
+DEFAULT_TUNE = 1000
+#: ADVI: draws taken from the fitted approximation, and optimisation steps.
+ADVI_DRAWS = 1000
+ADVI_STEPS = 10_000
