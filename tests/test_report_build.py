@@ -18,12 +18,13 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from workbench.em import EMHistory
 from workbench.metrics import score_point_estimate, score_posterior
 from workbench.mixture import MixtureParams
 from workbench.report import build_report
 from workbench.report.tables import format_mcse
 from workbench.simulate import Scenario, simulate
-from workbench.study.store import FitRecord, StudyStore, TaskRecord
+from workbench.study.store import FitRecord, StoreError, StudyStore, TaskRecord
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -95,7 +96,7 @@ def _task(
         seconds=1.0,
         worker="test:1",
         truth=truth,
-        dataset=(dataset.X_train, dataset.y_train) if keep else None,
+        dataset=dataset if keep else None,
         kept=keep,
     )
     # EM: an estimate near the truth, its lower-bound trace and (kept) history
@@ -108,20 +109,20 @@ def _task(
     if keep:
         start = _perturbed(truth, rng, 1.0)
         steps = np.linspace(0, 1, n_iter + 1)
-        history = {
-            "lower_bound": np.concatenate([[trace[0] - 1], trace]),
-            "weights": np.stack([(1 - t) * start.weights + t * estimate.weights for t in steps]),
-            "means": np.stack([(1 - t) * start.means + t * estimate.means for t in steps]),
-            "covariances": np.stack(
+        history = EMHistory(
+            lower_bound=np.concatenate([[trace[0] - 1], trace]),
+            weights=np.stack([(1 - t) * start.weights + t * estimate.weights for t in steps]),
+            means=np.stack([(1 - t) * start.means + t * estimate.means for t in steps]),
+            covariances=np.stack(
                 [(1 - t) * start.covariances + t * estimate.covariances for t in steps]
             ),
-        }
+        )
     em = FitRecord(
         method="em",
         status="ok",
         fit_seconds=0.1,
         metrics=dict(em_score.metrics),
-        estimates=[(e.parameter, e.kind, e.truth, e.estimate, e.sd) for e in em_score.estimates],
+        estimates=list(em_score.estimates),
         diagnostics={
             "converged": converged,
             "n_iter": n_iter if converged else 100,
@@ -151,19 +152,13 @@ def _task(
     b_score = score_posterior(
         dataset, weights, means, covariances, method="bayes", levels=LEVELS, fit_seconds=0.5
     )
-    estimates, intervals = [], []
-    for e in b_score.estimates:
-        estimates.append((e.parameter, e.kind, e.truth, e.estimate, e.sd))
-        for iv in e.intervals:
-            intervals.append((e.parameter, iv.kind, iv.level, iv.lower, iv.upper, iv.covered))
     bad = condition_id == 1 and replication == 1
     bayes = FitRecord(
         method="bayes",
         status="ok",
         fit_seconds=0.5,
         metrics=dict(b_score.metrics),
-        estimates=estimates,
-        intervals=intervals,
+        estimates=list(b_score.estimates),
         diagnostics={
             "max_r_hat": 1.2 if bad else 1.002 + 0.001 * replication,
             "min_ess_bulk": 35.0 if bad else 900.0 - replication,
@@ -424,9 +419,9 @@ def test_report_from_toml_and_errors(stored_study, tmp_path, monkeypatch):
     index = build_report("tiny.toml")
     assert index == Path("reports/tiny/index.html")
     assert index.is_file()
-    with pytest.raises(ValueError, match="holds no study results"):
+    with pytest.raises(StoreError, match="holds no study results"):
         build_report(tmp_path)
-    with pytest.raises(ValueError, match="neither a study TOML file nor an output folder"):
+    with pytest.raises(StoreError, match="neither a study TOML file nor an output folder"):
         build_report(tmp_path / "missing.txt")
 
 

@@ -210,5 +210,5 @@ def test_run_lock_refuses_a_second_run(tmp_path: Path) -> None:
 
 
 def test_opening_a_folder_without_a_store_fails(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no study results"):
+    with pytest.raises(StoreError, match="no study results"):
         StudyStore(tmp_path)
