@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +55,6 @@ _TEMPLATES = jinja2.Environment(
     lstrip_blocks=True,
     keep_trailing_newline=True,
 )
-_NUMBER = re.compile(r"^-?[\d.]+(e[-+]?\d+)?( \(-?[\d.]+(e[-+]?\d+)?\))?$")
 
 
 @dataclass(frozen=True)
@@ -74,16 +72,12 @@ class _Table:
 
     @property
     def rows(self) -> list[list[str]]:
-        return [[_cell(v) for v in row] for row in self.frame.itertuples(index=False)]
+        return [[tables.display_cell(v) for v in row] for row in self.frame.itertuples(index=False)]
 
     @property
     def align(self) -> list[str]:
         """``"num"`` for columns of numbers (optionally with an MCSE), else ``"text"``."""
-        cells = self.rows
-        return [
-            "num" if all(_NUMBER.match(row[j]) for row in cells if row[j]) else "text"
-            for j in range(len(self.columns))
-        ]
+        return tables.column_kinds(self.rows, len(self.columns))
 
     @property
     def markdown(self) -> str:
@@ -151,14 +145,6 @@ def build_report(
         text = _TEMPLATES.get_template(template).render(**context)
         (out / name).write_text(text, encoding="utf-8")
     return out / "index.html"
-
-
-def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 class _Report:
@@ -247,7 +233,7 @@ class _Report:
             "versions": json.loads(self.meta["versions"]),
             "n_conditions": len(self.conditions),
             "replications": replications,
-            "methods": sorted(self.fits["method"].unique(), key=_method_rank),
+            "methods": sorted(self.fits["method"].unique(), key=tables.method_rank),
             "n_expected": expected,
             "n_ok": done,
             "n_failed": failed,
@@ -265,39 +251,8 @@ class _Report:
             scenario.get("misspecification", "none") != "none"
             for scenario in self.conditions["scenario"]
         )
-        columns = {
-            metric: heading
-            for metric, heading in tables.LOGLIK_METRICS.items()
-            if misspecified or metric not in tables.DGP_METRICS
-        }
-        columns |= {"failed": "failed", "nonconverged": "not converged"}
-        rows = []
-        for (condition_id, method), group in both.groupby(["condition_id", "method"], sort=False):
-            by_metric = group.set_index("metric")
-            row: dict[str, str] = {"condition": self.labels[condition_id], "method": method}
-            for metric, heading in columns.items():
-                if metric in by_metric.index:
-                    row[heading] = tables.format_mcse(
-                        by_metric.at[metric, "mean"], by_metric.at[metric, "mcse"]
-                    )
-                else:
-                    row[heading] = ""
-            n = by_metric["n_sim"].drop(["failed", "nonconverged"], errors="ignore")
-            row["fits"] = f"{int(n.max())}" if len(n) else "0"
-            rows.append((condition_id, _method_rank(method), row))
-        rows.sort(key=lambda r: (r[0], r[1]))
-        frame = pd.DataFrame([r[2] for r in rows])
-        note = (
-            "Mean per data point, with the Monte Carlo SE in brackets. Rows 'bayes - em' are "
-            "paired differences over the replications where both fits succeeded: a "
-            "difference several MCSEs from 0 is a real disagreement. 'failed' and 'not "
-            "converged' are rates over the attempted fits."
-        )
-        if misspecified:
-            note += (
-                " 'under DGP' is the density of the data-generating distribution itself (not "
-                "a Gaussian mixture when misspecified): the best any fit can do in expectation."
-            )
+        frame = tables.loglik_display(both, self.labels, misspecified=misspecified)
+        note = tables.loglik_note(misspecified=misspecified)
         return [_Table("Log-likelihoods", frame, "tables/metrics.csv", note)]
 
     def _recovery(self) -> tuple[list[_Table], list[_Figure]]:
@@ -327,59 +282,17 @@ class _Report:
                     "exactly calibrated intervals would fall 95% of the time.",
                 )
             )
-        headline = _headline_level(coverage)
+        headline = tables.headline_interval(coverage)
         result = []
         for condition_id, group in recovery.groupby("condition_id", sort=True):
             result.append(
                 _Table(
                     self.labels[condition_id],
-                    self._recovery_frame(group, coverage, headline),
+                    tables.recovery_display(group, coverage, headline),
                     "tables/recovery.csv",
                 )
             )
         return result, figures
-
-    def _recovery_frame(
-        self, group: pd.DataFrame, coverage: pd.DataFrame, headline: tuple[str, float] | None
-    ) -> pd.DataFrame:
-        methods = sorted(dict.fromkeys(group["method"]), key=_method_rank)
-        parameters = sorted(set(group["parameter"]), key=plots.parameter_sort_key)
-        frame = pd.DataFrame({"parameter": parameters})
-        truth = group.drop_duplicates("parameter").set_index("parameter")["mean_truth"]
-        # Off-diagonal covariances of axis-aligned truths are rounding noise around 0.
-        frame["truth"] = [f"{0.0 if abs(truth[p]) < 1e-12 else truth[p]:.4g}" for p in parameters]
-        for method in methods:
-            rows = group[group["method"] == method].set_index("parameter")
-            for measure, heading in (("bias", "bias"), ("empse", "EmpSE"), ("rmse", "RMSE")):
-                frame[f"{method} {heading}"] = [
-                    tables.format_mcse(rows.at[p, measure], rows.at[p, f"{measure}_mcse"])
-                    if p in rows.index
-                    else ""
-                    for p in parameters
-                ]
-            if headline is not None:
-                kind, level = headline
-                cov = coverage[
-                    (coverage["condition_id"] == group["condition_id"].iloc[0])
-                    & (coverage["method"] == method)
-                    & (coverage["interval"] == kind)
-                    & (coverage["level"] == level)
-                ].set_index("parameter")
-                if len(cov):
-                    frame[f"{method} coverage {kind} {level:.0%}"] = [
-                        tables.format_mcse(cov.at[p, "coverage"], cov.at[p, "coverage_mcse"])
-                        if p in cov.index
-                        else ""
-                        for p in parameters
-                    ]
-            if "relprec" in rows.columns and rows["relprec"].notna().any():
-                frame[f"{method} precision vs EM (%)"] = [
-                    tables.format_mcse(rows.at[p, "relprec"], rows.at[p, "relprec_mcse"])
-                    if p in rows.index
-                    else ""
-                    for p in parameters
-                ]
-        return frame
 
     def _diagnostics(self) -> list[_Table]:
         per_fit = tables.fit_diagnostics(self.diagnostics)
@@ -392,17 +305,7 @@ class _Report:
         if len(bayes):
             self._csv(bayes, "diagnostics_bayes")
             shown = bayes.drop(columns="condition_id").rename(
-                columns={
-                    "n_fits": "fits",
-                    "max_r_hat": "max r_hat",
-                    "median_r_hat": "median r_hat",
-                    "n_r_hat_above": f"fits r_hat > {tables.RHAT_MAX}",
-                    "min_ess_bulk": "min bulk ESS",
-                    "min_ess_tail": "min tail ESS",
-                    "divergences": "divergences",
-                    "n_fits_divergent": "fits with divergences",
-                    "n_label_switching": "fits with label switching",
-                }
+                columns=tables.BAYES_DIAGNOSTIC_HEADINGS
             )
             result.append(
                 _Table(
@@ -416,14 +319,7 @@ class _Report:
         em = tables.em_diagnostics_table(self.diagnostics, self.conditions)
         if len(em):
             self._csv(em, "diagnostics_em")
-            shown = em.drop(columns="condition_id").rename(
-                columns={
-                    "n_fits": "fits",
-                    "n_converged": "converged",
-                    "median_n_iter": "median iterations",
-                    "max_n_iter": "max iterations",
-                }
-            )
+            shown = em.drop(columns="condition_id").rename(columns=tables.EM_DIAGNOSTIC_HEADINGS)
             result.append(_Table("EM convergence", shown, "tables/diagnostics_em.csv"))
         return result
 
@@ -576,22 +472,6 @@ class _Report:
             f"Marginal posterior ({method}) of every parameter, aligned to the truth, with the "
             "EM estimate and the true value.",
         )
-
-
-def _method_rank(method: str) -> tuple[int, str]:
-    """EM, then Bayes, then ADVI, then paired differences such as ``bayes - em``."""
-    order = {role: i for i, role in enumerate(plots.ROLES)}
-    return (order.get(method, len(order)), method)
-
-
-def _headline_level(coverage: pd.DataFrame) -> tuple[str, float] | None:
-    """The interval shown in the recovery tables: central 95% if scored, else the widest."""
-    if coverage.empty:
-        return None
-    kinds = list(coverage["interval"].drop_duplicates())
-    kind = "central" if "central" in kinds else kinds[0]
-    levels = sorted(coverage.loc[coverage["interval"] == kind, "level"].unique())
-    return kind, (0.95 if 0.95 in levels else float(levels[-1]))
 
 
 def _posterior_by_parameter(

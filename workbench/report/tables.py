@@ -9,11 +9,14 @@ one place where they are computed.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from workbench.bayes.options import DEFAULT_CHAINS
+from workbench.report.plots import ROLES, parameter_sort_key
 from workbench.study.summaries import (
     mean_with_mcse,
     status_indicators,
@@ -22,18 +25,27 @@ from workbench.study.summaries import (
 )
 
 __all__ = [
+    "BAYES_DIAGNOSTIC_HEADINGS",
     "DGP_METRICS",
+    "EM_DIAGNOSTIC_HEADINGS",
     "ESS_PER_CHAIN",
     "LOGLIK_METRICS",
     "RHAT_MAX",
     "bayes_diagnostics_table",
+    "column_kinds",
     "coverage_table",
+    "display_cell",
     "em_diagnostics_table",
     "fit_diagnostics",
     "flagged_fits",
     "format_mcse",
+    "headline_interval",
+    "loglik_display",
+    "loglik_note",
     "loglik_table",
+    "method_rank",
     "metric_differences",
+    "recovery_display",
     "recovery_table",
     "to_markdown",
 ]
@@ -57,8 +69,26 @@ RHAT_MAX = 1.01
 #: A Bayesian fit whose smallest bulk or tail ESS is below this many per chain is flagged
 #: (Vehtari et al. 2021 recommend 100 per chain, 400 for four chains).
 ESS_PER_CHAIN = 100.0
-#: Chains assumed when a fit does not record its number of chains.
-DEFAULT_CHAINS = 4
+
+#: Column headings of :func:`bayes_diagnostics_table` in the report.
+BAYES_DIAGNOSTIC_HEADINGS: dict[str, str] = {
+    "n_fits": "fits",
+    "max_r_hat": "max r_hat",
+    "median_r_hat": "median r_hat",
+    "n_r_hat_above": f"fits r_hat > {RHAT_MAX}",
+    "min_ess_bulk": "min bulk ESS",
+    "min_ess_tail": "min tail ESS",
+    "divergences": "divergences",
+    "n_fits_divergent": "fits with divergences",
+    "n_label_switching": "fits with label switching",
+}
+#: Column headings of :func:`em_diagnostics_table` in the report.
+EM_DIAGNOSTIC_HEADINGS: dict[str, str] = {
+    "n_fits": "fits",
+    "n_converged": "converged",
+    "median_n_iter": "median iterations",
+    "max_n_iter": "max iterations",
+}
 
 _TASK_KEY = ["condition_id", "replication"]
 _FIT_KEY = ["condition_id", "replication", "method"]
@@ -467,3 +497,155 @@ def to_markdown(frame: pd.DataFrame, *, columns: Sequence[str] | None = None) ->
         for row in frame[columns].itertuples(index=False, name=None)
     ]
     return "\n".join(lines)
+
+
+def loglik_display(
+    long: pd.DataFrame, labels: Mapping[int, str], *, misspecified: bool
+) -> pd.DataFrame:
+    """The report's log-likelihood table: one row per condition and method, MCSEs in brackets.
+
+    Parameters
+    ----------
+    long : DataFrame
+        :func:`loglik_table` rows followed by :func:`metric_differences` rows.
+    labels : mapping of condition id to label
+    misspecified : bool
+        Show the columns under the data-generating distribution (:data:`DGP_METRICS`).
+    """
+    columns = {
+        metric: heading
+        for metric, heading in LOGLIK_METRICS.items()
+        if misspecified or metric not in DGP_METRICS
+    }
+    columns |= {"failed": "failed", "nonconverged": "not converged"}
+    rows = []
+    for (condition_id, method), group in long.groupby(["condition_id", "method"], sort=False):
+        by_metric = group.set_index("metric")
+        row: dict[str, str] = {"condition": labels[condition_id], "method": method}
+        for metric, heading in columns.items():
+            if metric in by_metric.index:
+                row[heading] = format_mcse(
+                    by_metric.at[metric, "mean"], by_metric.at[metric, "mcse"]
+                )
+            else:
+                row[heading] = ""
+        n = by_metric["n_sim"].drop(["failed", "nonconverged"], errors="ignore")
+        row["fits"] = f"{int(n.max())}" if len(n) else "0"
+        rows.append((condition_id, method_rank(method), row))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    frame = pd.DataFrame([r[2] for r in rows])
+    return frame
+
+
+def loglik_note(*, misspecified: bool) -> str:
+    """The caption under :func:`loglik_display`."""
+    note = (
+        "Mean per data point, with the Monte Carlo SE in brackets. Rows 'bayes - em' are "
+        "paired differences over the replications where both fits succeeded: a "
+        "difference several MCSEs from 0 is a real disagreement. 'failed' and 'not "
+        "converged' are rates over the attempted fits."
+    )
+    if misspecified:
+        note += (
+            " 'under DGP' is the density of the data-generating distribution itself (not "
+            "a Gaussian mixture when misspecified): the best any fit can do in expectation."
+        )
+    return note
+
+
+def method_rank(method: str) -> tuple[int, str]:
+    """EM, then Bayes, then ADVI, then paired differences such as ``bayes - em``."""
+    order = {role: i for i, role in enumerate(ROLES)}
+    return (order.get(method, len(order)), method)
+
+
+def headline_interval(coverage: pd.DataFrame) -> tuple[str, float] | None:
+    """The interval shown in the recovery tables: central 95% if scored, else the widest."""
+    if coverage.empty:
+        return None
+    kinds = list(coverage["interval"].drop_duplicates())
+    kind = "central" if "central" in kinds else kinds[0]
+    levels = sorted(coverage.loc[coverage["interval"] == kind, "level"].unique())
+    return kind, (0.95 if 0.95 in levels else float(levels[-1]))
+
+
+def recovery_display(
+    group: pd.DataFrame, coverage: pd.DataFrame, headline: tuple[str, float] | None
+) -> pd.DataFrame:
+    """One condition's recovery table: bias, EmpSE and RMSE per method and parameter (MCSEs in
+    brackets), the coverage of the headline interval, and precision relative to EM.
+
+    Parameters
+    ----------
+    group : DataFrame
+        :func:`recovery_table` rows of one condition.
+    coverage : DataFrame
+        :func:`coverage_table` rows (every condition).
+    headline : (interval kind, level) or None
+        From :func:`headline_interval`.
+    """
+    methods = sorted(dict.fromkeys(group["method"]), key=method_rank)
+    parameters = sorted(set(group["parameter"]), key=parameter_sort_key)
+    frame = pd.DataFrame({"parameter": parameters})
+    truth = group.drop_duplicates("parameter").set_index("parameter")["mean_truth"]
+    # Off-diagonal covariances of axis-aligned truths are rounding noise around 0.
+    frame["truth"] = [f"{0.0 if abs(truth[p]) < 1e-12 else truth[p]:.4g}" for p in parameters]
+    for method in methods:
+        rows = group[group["method"] == method].set_index("parameter")
+        for measure, heading in (("bias", "bias"), ("empse", "EmpSE"), ("rmse", "RMSE")):
+            frame[f"{method} {heading}"] = [
+                format_mcse(rows.at[p, measure], rows.at[p, f"{measure}_mcse"])
+                if p in rows.index
+                else ""
+                for p in parameters
+            ]
+        if headline is not None:
+            kind, level = headline
+            cov = coverage[
+                (coverage["condition_id"] == group["condition_id"].iloc[0])
+                & (coverage["method"] == method)
+                & (coverage["interval"] == kind)
+                & (coverage["level"] == level)
+            ].set_index("parameter")
+            if len(cov):
+                frame[f"{method} coverage {kind} {level:.0%}"] = [
+                    format_mcse(cov.at[p, "coverage"], cov.at[p, "coverage_mcse"])
+                    if p in cov.index
+                    else ""
+                    for p in parameters
+                ]
+        if "relprec" in rows.columns and rows["relprec"].notna().any():
+            frame[f"{method} precision vs EM (%)"] = [
+                format_mcse(rows.at[p, "relprec"], rows.at[p, "relprec_mcse"])
+                if p in rows.index
+                else ""
+                for p in parameters
+            ]
+    return frame
+
+
+_NUMBER = re.compile(r"^-?[\d.]+(e[-+]?\d+)?( \(-?[\d.]+(e[-+]?\d+)?\))?$")
+
+
+def display_cell(value: object) -> str:
+    """A table value as shown: 4 significant digits, blank for missing."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def column_kinds(rows: Sequence[Sequence[str]], n_columns: int) -> list[str]:
+    """``"num"`` for columns of numbers (optionally with an MCSE in brackets), else ``"text"``.
+
+    Parameters
+    ----------
+    rows : sequence of sequence of str
+        Displayed cells, as from :func:`display_cell`.
+    n_columns : int
+    """
+    return [
+        "num" if all(_NUMBER.match(row[j]) for row in rows if row[j]) else "text"
+        for j in range(n_columns)
+    ]
