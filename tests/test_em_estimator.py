@@ -6,6 +6,7 @@ from numpy.testing import assert_allclose
 from scipy import stats
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -243,6 +244,35 @@ def test_collapse_raises_a_clear_error_by_default():
     X, init = collapsing_data()
     with pytest.raises(ValueError, match=r"Component 2 collapsed at EM iteration 1.*reg_covar=0"):
         GaussianMixture(3, reg_covar=0.0, **init).fit(X)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_collapse_error_starts_with_sklearns_own_message(dtype):
+    # Code written against sklearn matches its message; ours must start with it verbatim
+    # (for float32 data sklearn appends a sentence, and so do we), then say which component.
+    X, init = collapsing_data()
+    X = X.astype(dtype)
+    with pytest.raises(ValueError) as theirs:
+        SklearnGaussianMixture(3, reg_covar=0.0, **init).fit(X)
+    assert "ill-defined empirical covariance" in str(theirs.value)  # sklearn's collapse error
+    with pytest.raises(ValueError) as ours:
+        GaussianMixture(3, reg_covar=0.0, **init).fit(X)
+    message = str(ours.value)
+    assert message.startswith(str(theirs.value) + " Component 2 collapsed at EM iteration 1")
+    assert "on_collapse='reseed'" in message
+
+
+def test_tied_collapse_error_starts_with_sklearns_message():
+    X = np.vstack([np.zeros((10, 2)), np.ones((10, 2))])
+    X[:, 1] = X[:, 0]
+    with pytest.raises(ValueError) as ours:
+        GaussianMixture(2, covariance_type="tied", reg_covar=0.0).fit(X)
+    assert str(ours.value).startswith(
+        "Fitting the mixture model failed because some components have ill-defined empirical "
+        "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
+        "the number of components, increase reg_covar, or scale the input data. "
+        "The tied covariance collapsed"
+    )
 
 
 def test_collapse_reseed_continues_without_nan():

@@ -44,6 +44,17 @@ __all__ = ["EMHistory", "GaussianMixture"]
 # component_log_prob so prediction never needs more memory than its output.
 _SCORE_BLOCK = 8192
 
+# scikit-learn's collapse error, verbatim (sklearn/mixture/_gaussian_mixture.py), and the
+# sentence it appends for float32 data.
+_SKLEARN_COLLAPSE_MESSAGE = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
+    "the number of components, increase reg_covar, or scale the input data."
+)
+_SKLEARN_FLOAT32_NOTE = (
+    " The numerical accuracy can also be improved by passing float64 data instead of float32."
+)
+
 
 class EMHistory(NamedTuple):
     """Parameters of every EM iteration of the best initialisation.
@@ -347,7 +358,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 lower_bound = step.lower_bound
                 state = step.state
                 if step.collapsed:
-                    self._collapse(step.collapsed, f"EM iteration {n_iter}")
+                    self._collapse(step.collapsed, f"EM iteration {n_iter}", X.dtype)
                     state = self._reseed(state, step.collapsed, floor)
                     n_reseeds += len(step.collapsed)
                     last_reseed = n_iter
@@ -489,7 +500,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         prec_chol, collapsed = safe_precisions_cholesky(covariances, self.covariance_type, floor)
         state = EMState(weights, means, covariances, prec_chol)
         if collapsed:
-            self._collapse(collapsed, "initialisation")
+            self._collapse(collapsed, "initialisation", X.dtype)
             state = self._reseed(state, collapsed, floor)
         return state, len(collapsed)
 
@@ -513,8 +524,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------- collapses
 
-    def _collapse(self, collapsed: tuple[int, ...], when: str) -> None:
-        """Raise unless ``on_collapse='reseed'`` (and the covariance is not tied)."""
+    def _collapse(self, collapsed: tuple[int, ...], when: str, dtype: np.dtype) -> None:
+        """Raise unless ``on_collapse='reseed'`` (and the covariance is not tied).
+
+        The message starts with scikit-learn's own (float32 note included), so code that
+        matches scikit-learn's collapse error keeps working with this drop-in.
+        """
         if self.on_collapse == "reseed" and self.covariance_type != "tied":
             return
         which = (
@@ -523,16 +538,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             else f"Component {collapsed[0]}"
             + (f" (and components {list(collapsed[1:])})" if len(collapsed) > 1 else "")
         )
-        advice = (
-            "Increase reg_covar, decrease n_components, or scale the input data."
+        ours = (
+            "A tied covariance cannot be re-seeded."
             if self.covariance_type == "tied"
-            else "Increase reg_covar, decrease n_components, scale the input data, "
-            "or pass on_collapse='reseed' to re-seed collapsed components."
+            else "Or pass on_collapse='reseed' to re-seed collapsed components."
         )
         raise ValueError(
+            f"{_SKLEARN_COLLAPSE_MESSAGE}"
+            f"{_SKLEARN_FLOAT32_NOTE if dtype == np.float32 else ''} "
             f"{which} collapsed at {when}: its covariance is singular or not positive "
             "definite (it holds a single sample or samples on a lower-dimensional subspace), "
-            f"with reg_covar={self.reg_covar!r}. {advice}"
+            f"with reg_covar={self.reg_covar!r}. {ours}"
         )
 
     def _reseed(self, state: EMState, collapsed, floor) -> EMState:
