@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import logsumexp
+from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, DensityMixin, _fit_context
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
@@ -660,11 +660,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X = self._validated(X)
         out = None
         for start, stop, weighted in self._weighted_log_prob_blocks(X):
-            with np.errstate(under="ignore"):
-                resp = np.exp(weighted - np.max(weighted, axis=1, keepdims=True))
-            # Normalising in linear space: exp(weighted - logsumexp) is off by about
-            # |log density| * eps, which reaches 1e-12 for far-away rows.
-            resp /= resp.sum(axis=1, keepdims=True)
+            # softmax normalises in linear space: exp(weighted - logsumexp) would be off by
+            # about |log density| * eps, which reaches 1e-12 for far-away rows.
+            resp = softmax(weighted, axis=1)
             if out is None:
                 out = np.empty((X.shape[0], self.n_components), dtype=resp.dtype)
             out[start:stop] = resp
