@@ -1,5 +1,8 @@
 """GaussianMixture as an estimator: sklearn's checks, the extras, collapse handling."""
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -29,6 +32,39 @@ def test_sklearn_estimator_checks(estimator, check):
 def test_public_names():
     assert workbench.GaussianMixture is workbench.em.GaussianMixture
     assert GaussianMixture.__name__ == "GaussianMixture"
+
+
+# The private scikit-learn names the EM core may use; the estimator's docstring says why.
+ALLOWED_PRIVATE_SKLEARN = {
+    ("sklearn.base", "_fit_context"),
+    ("sklearn.utils._param_validation", "Interval"),
+    ("sklearn.utils._param_validation", "StrOptions"),
+    ("sklearn.utils.validation", "_check_sample_weight"),
+}
+
+
+def _private_sklearn_imports(path):
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {(a.name, "") for a in node.names if a.name.startswith("sklearn")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sklearn"):
+            private_module = any(part.startswith("_") for part in node.module.split("."))
+            found |= {
+                (node.module, alias.name)
+                for alias in node.names
+                if private_module or alias.name.startswith("_")
+            }
+    return found
+
+
+def test_private_sklearn_helpers_follow_the_stated_policy():
+    em_dir = Path(workbench.em.__file__).parent
+    used = set().union(*(_private_sklearn_imports(p) for p in em_dir.glob("*.py")))
+    assert used == ALLOWED_PRIVATE_SKLEARN
+    docstring = workbench.em._estimator.__doc__
+    for module, name in used:
+        assert f"{module}.{name}" in docstring or (f"{module}." in docstring and name in docstring)
 
 
 def test_works_in_pipeline_grid_search_and_clone():

@@ -5,6 +5,18 @@ use follow ``sklearn.mixture.GaussianMixture`` (scikit-learn 1.9), so the two gi
 fit from the same seed. On top of that this class offers ``sample_weight``, an optional
 per-iteration ``history_``, explicit handling of collapsing components (``on_collapse``),
 and :meth:`GaussianMixture.to_params`.
+
+Private scikit-learn helpers: only these three, each part of the estimator contract with no
+public equivalent in scikit-learn 1.9 (``tests/test_em_estimator.py`` keeps this list true):
+
+- ``sklearn.utils._param_validation.Interval`` and ``StrOptions``: ``_parameter_constraints``
+  is how ``check_estimator`` (``check_param_validation``) expects constraints.
+- ``sklearn.base._fit_context``: validates those constraints once per fit, with
+  scikit-learn's messages.
+- ``sklearn.utils.validation._check_sample_weight``: the ``sample_weight`` contract (shape,
+  scalar, NaN, negative, all-zero) and messages that scikit-learn's own estimators share.
+
+Nothing from ``sklearn.mixture._*``: the EM numerics and the ``*_init`` checks are ours.
 """
 
 from __future__ import annotations
