@@ -127,6 +127,10 @@ def _history(trace: list[EMState], lower_bounds: list[float]) -> EMHistory:
     trace : list of EMState of length ``n_iter + 1``
     lower_bounds : list of float of length ``n_iter + 1``
         The lower bound of every state, the last from the final E-step.
+
+    Returns
+    -------
+    EMHistory
     """
     return EMHistory(
         weights=np.stack([state.weights for state in trace]),
