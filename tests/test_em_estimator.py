@@ -1,11 +1,15 @@
 """GaussianMixture as an estimator: sklearn's checks, the extras, collapse handling."""
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -28,6 +32,39 @@ def test_sklearn_estimator_checks(estimator, check):
 def test_public_names():
     assert workbench.GaussianMixture is workbench.em.GaussianMixture
     assert GaussianMixture.__name__ == "GaussianMixture"
+
+
+# The private scikit-learn names the EM core may use; the estimator's docstring says why.
+ALLOWED_PRIVATE_SKLEARN = {
+    ("sklearn.base", "_fit_context"),
+    ("sklearn.utils._param_validation", "Interval"),
+    ("sklearn.utils._param_validation", "StrOptions"),
+    ("sklearn.utils.validation", "_check_sample_weight"),
+}
+
+
+def _private_sklearn_imports(path):
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {(a.name, "") for a in node.names if a.name.startswith("sklearn")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sklearn"):
+            private_module = any(part.startswith("_") for part in node.module.split("."))
+            found |= {
+                (node.module, alias.name)
+                for alias in node.names
+                if private_module or alias.name.startswith("_")
+            }
+    return found
+
+
+def test_private_sklearn_helpers_follow_the_stated_policy():
+    em_dir = Path(workbench.em.__file__).parent
+    used = set().union(*(_private_sklearn_imports(p) for p in em_dir.glob("*.py")))
+    assert used == ALLOWED_PRIVATE_SKLEARN
+    docstring = workbench.em._estimator.__doc__
+    for module, name in used:
+        assert f"{module}.{name}" in docstring or (f"{module}." in docstring and name in docstring)
 
 
 def test_works_in_pipeline_grid_search_and_clone():
@@ -243,6 +280,35 @@ def test_collapse_raises_a_clear_error_by_default():
     X, init = collapsing_data()
     with pytest.raises(ValueError, match=r"Component 2 collapsed at EM iteration 1.*reg_covar=0"):
         GaussianMixture(3, reg_covar=0.0, **init).fit(X)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_collapse_error_starts_with_sklearns_own_message(dtype):
+    # Code written against sklearn matches its message; ours must start with it verbatim
+    # (for float32 data sklearn appends a sentence, and so do we), then say which component.
+    X, init = collapsing_data()
+    X = X.astype(dtype)
+    with pytest.raises(ValueError) as theirs:
+        SklearnGaussianMixture(3, reg_covar=0.0, **init).fit(X)
+    assert "ill-defined empirical covariance" in str(theirs.value)  # sklearn's collapse error
+    with pytest.raises(ValueError) as ours:
+        GaussianMixture(3, reg_covar=0.0, **init).fit(X)
+    message = str(ours.value)
+    assert message.startswith(str(theirs.value) + " Component 2 collapsed at EM iteration 1")
+    assert "on_collapse='reseed'" in message
+
+
+def test_tied_collapse_error_starts_with_sklearns_message():
+    X = np.vstack([np.zeros((10, 2)), np.ones((10, 2))])
+    X[:, 1] = X[:, 0]
+    with pytest.raises(ValueError) as ours:
+        GaussianMixture(2, covariance_type="tied", reg_covar=0.0).fit(X)
+    assert str(ours.value).startswith(
+        "Fitting the mixture model failed because some components have ill-defined empirical "
+        "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
+        "the number of components, increase reg_covar, or scale the input data. "
+        "The tied covariance collapsed"
+    )
 
 
 def test_collapse_reseed_continues_without_nan():

@@ -44,6 +44,20 @@ def test_log_prob_and_responsibilities():
     np.testing.assert_allclose(responsibilities(X, params).sum(axis=1), 1.0)
 
 
+def test_responsibilities_sum_to_one_within_ulps_for_far_rows():
+    rng = np.random.default_rng(3)
+    params = MixtureParams(
+        [0.2, 0.3, 0.5],
+        [[0.0, 0.0], [3.0, 1.0], [-2.0, 4.0]],
+        [np.eye(2), 2 * np.eye(2), np.eye(2)],
+    )
+    X = np.vstack([rng.normal(size=(50, 2)), rng.normal(size=(5, 2)) * 1e3])  # underflowing
+    resp = responsibilities(X, params)
+    assert np.all(resp >= 0)
+    assert np.max(np.abs(resp.sum(axis=1) - 1.0)) <= 4 * np.finfo(float).eps
+    assert np.all(np.isfinite(np.log(resp.max(axis=1))))
+
+
 def test_sample_moments_match_truth():
     params = MixtureParams([0.3, 0.7], [[-2.0], [2.0]], [[[1.0]], [[0.25]]])
     X, labels = sample(params, 200_000, np.random.default_rng(2))

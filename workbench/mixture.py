@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.special import logsumexp
+from scipy.special import logsumexp, softmax
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -230,11 +230,9 @@ def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     -------
     ndarray of shape (n_samples, n_components), rows sum to 1.
     """
-    weighted = params.weighted_log_prob(X)
-    with np.errstate(under="ignore"):
-        resp = np.exp(weighted - np.max(weighted, axis=1, keepdims=True))
-    # Normalised in linear space so that rows sum to 1 to machine precision.
-    return resp / resp.sum(axis=1, keepdims=True)
+    # softmax normalises in linear space (exp(x - max) / sum), so rows sum to 1 to a few
+    # ulps; exp(x - logsumexp(x)) would be off by about |log density| * eps.
+    return softmax(params.weighted_log_prob(X), axis=1)
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:

@@ -443,11 +443,6 @@ def _scale_for_overlap(
     return high
 
 
-def _random_rotation(rng: np.random.Generator, d: int) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((d, d)))
-    return q * np.sign(np.diag(r))
-
-
 def _true_covariances(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
     k, d = scenario.n_components, scenario.n_features
     volumes = np.exp(rng.uniform(*np.log(_VOLUME_RANGE), size=k))
@@ -460,7 +455,9 @@ def _true_covariances(scenario: Scenario, rng: np.random.Generator) -> np.ndarra
         if scenario.covariance == "diag":
             out[c] = np.diag(eigenvalues)
         else:
-            rot = _random_rotation(rng, d)
+            # Haar rotation; ortho_group draws and signs exactly as the QR code it replaced
+            # (tests/test_simulate.py checks it), so stored studies keep their data.
+            rot = stats.ortho_group.rvs(d, random_state=rng)
             out[c] = (rot * eigenvalues) @ rot.T
     # Symmetrise exactly: the rotation leaves rounding asymmetry of order 1e-16.
     return 0.5 * (out + out.transpose(0, 2, 1))
@@ -477,6 +474,8 @@ def _true_params(scenario: Scenario, rng: np.random.Generator) -> MixtureParams:
 
 def _skew_constants(alpha: float) -> tuple[float, float, float]:
     """``delta``, mean and SD of a standard skew-normal variable with shape ``alpha``."""
+    # Not scipy.stats.skewnorm.stats: it multiplies in another order and differs in the last
+    # bit for about a third of alphas, which would change the data of stored studies.
     delta = alpha / math.sqrt(1.0 + alpha**2)
     mean = delta * math.sqrt(2.0 / math.pi)
     return delta, mean, math.sqrt(1.0 - mean**2)
@@ -490,6 +489,9 @@ def _standard_noise(scenario: Scenario, n: int, rng: np.random.Generator) -> np.
         g = rng.chisquare(df, size=(n, 1))
         return rng.standard_normal((n, d)) * np.sqrt((df - 2.0) / g)
     if scenario.misspecification == "skew":
+        # Not scipy.stats.skewnorm.rvs: it draws the same two normals but returns
+        # sign(u0) * (delta u0 + s u1), other values than ours from the same seed, so stored
+        # studies' seed -> data mapping would change.
         delta, mean, sd = _skew_constants(scenario.skewness)
         u0 = np.abs(rng.standard_normal((n, d)))
         u1 = rng.standard_normal((n, d))

@@ -5,6 +5,18 @@ use follow ``sklearn.mixture.GaussianMixture`` (scikit-learn 1.9), so the two gi
 fit from the same seed. On top of that this class offers ``sample_weight``, an optional
 per-iteration ``history_``, explicit handling of collapsing components (``on_collapse``),
 and :meth:`GaussianMixture.to_params`.
+
+Private scikit-learn helpers: only these three, each part of the estimator contract with no
+public equivalent in scikit-learn 1.9 (``tests/test_em_estimator.py`` keeps this list true):
+
+- ``sklearn.utils._param_validation.Interval`` and ``StrOptions``: ``_parameter_constraints``
+  is how ``check_estimator`` (``check_param_validation``) expects constraints.
+- ``sklearn.base._fit_context``: validates those constraints once per fit, with
+  scikit-learn's messages.
+- ``sklearn.utils.validation._check_sample_weight``: the ``sample_weight`` contract (shape,
+  scalar, NaN, negative, all-zero) and messages that scikit-learn's own estimators share.
+
+Nothing from ``sklearn.mixture._*``: the EM numerics and the ``*_init`` checks are ours.
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import logsumexp
+from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, DensityMixin, _fit_context
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
@@ -29,8 +41,10 @@ from workbench.em._kernels import sufficient_statistics
 from workbench.em._steps import (
     EMState,
     covariances_from_precisions,
-    em_step,
+    e_step,
     m_step,
+    m_step_state,
+    mean_log_likelihood,
     precisions_cholesky_from_precisions,
     safe_precisions_cholesky,
     split_widest,
@@ -43,6 +57,17 @@ __all__ = ["EMHistory", "GaussianMixture"]
 # Rows per block when scoring: bounds the (block, n_components) temporaries of
 # component_log_prob so prediction never needs more memory than its output.
 _SCORE_BLOCK = 8192
+
+# scikit-learn's collapse error, verbatim (sklearn/mixture/_gaussian_mixture.py), and the
+# sentence it appends for float32 data.
+_SKLEARN_COLLAPSE_MESSAGE = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
+    "the number of components, increase reg_covar, or scale the input data."
+)
+_SKLEARN_FLOAT32_NOTE = (
+    " The numerical accuracy can also be improved by passing float64 data instead of float32."
+)
 
 
 class EMHistory(NamedTuple):
@@ -65,6 +90,54 @@ class EMHistory(NamedTuple):
     means: np.ndarray
     covariances: np.ndarray
     lower_bound: np.ndarray
+
+
+class _EMRun(NamedTuple):
+    """Outcome of the EM iterations from one start.
+
+    Attributes
+    ----------
+    state : EMState
+        Parameters after the last iteration.
+    lower_bound : float
+        Lower bound at the last iteration.
+    n_iter : int
+    lower_bounds : list of float of length ``n_iter``
+    converged : bool
+    n_reseeds : int
+        Components re-seeded during the iterations (not at initialisation).
+    trace : list of EMState or None
+        The initial state and the state after each iteration, if ``keep_history``.
+    """
+
+    state: EMState
+    lower_bound: float
+    n_iter: int
+    lower_bounds: list[float]
+    converged: bool
+    n_reseeds: int
+    trace: list[EMState] | None
+
+
+def _history(trace: list[EMState], lower_bounds: list[float]) -> EMHistory:
+    """Stack the states of one start into an :class:`EMHistory`.
+
+    Parameters
+    ----------
+    trace : list of EMState of length ``n_iter + 1``
+    lower_bounds : list of float of length ``n_iter + 1``
+        The lower bound of every state, the last from the final E-step.
+
+    Returns
+    -------
+    EMHistory
+    """
+    return EMHistory(
+        weights=np.stack([state.weights for state in trace]),
+        means=np.stack([state.means for state in trace]),
+        covariances=np.stack([state.covariances for state in trace]),
+        lower_bound=np.array(lower_bounds),
+    )
 
 
 def _check_shape(param: np.ndarray, param_shape: tuple[int, ...], name: str) -> None:
@@ -288,84 +361,50 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        if X.shape[0] < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components "
-                f"but got n_components = {self.n_components}, "
-                f"n_samples = {X.shape[0]}"
-            )
-        X = np.ascontiguousarray(X)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(
-                sample_weight, X, dtype=np.float64, ensure_non_negative=True
-            )
-            n_positive = int(np.count_nonzero(sample_weight))
-            if n_positive < self.n_components:
-                raise ValueError(
-                    f"sample_weight has {n_positive} positive entries, but n_components = "
-                    f"{self.n_components} needs at least that many samples with positive "
-                    "weight"
-                )
+        X, sample_weight = self._validate_fit_data(X, sample_weight)
         inits = self._checked_inits(X.shape[1])
         floor = variance_floor(X)
 
+        # With warm_start, a refit continues from the fitted parameters: one start, no init.
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
         random_state = check_random_state(self.random_state)
 
         max_lower_bound = -np.inf
-        best = None
+        best_params: EMState | None = None
+        best_n_iter = 0
+        best_lower_bounds: list[float] = []
+        best_n_reseeds = 0
+        best_trace: list[EMState] | None = None
         self.converged_ = False
         for init in range(n_init):
             self._print_verbose_msg_init_beg(init)
-            n_reseeds = 0
             if do_init:
-                state, n_reseeds = self._initialize(X, sample_weight, random_state, inits, floor)
+                state, n_init_reseeds = self._initialize(
+                    X, sample_weight, random_state, inits, floor
+                )
             else:
-                state = EMState(
-                    self.weights_, self.means_, self.covariances_, self.precisions_cholesky_
-                )
-            lower_bound = -np.inf if do_init else self.lower_bound_
-            trace = [state] if self.keep_history else None
+                state, n_init_reseeds = self._fitted_state(), 0
             if self.max_iter == 0:
-                best = (state, 0, [], trace, n_reseeds)
+                # As in scikit-learn: the last start's initial parameters, no lower bound.
+                best_params = state
+                best_n_iter = 0
+                best_lower_bounds = []
+                best_n_reseeds = n_init_reseeds
+                best_trace = [state] if self.keep_history else None
                 continue
-            converged, last_reseed = False, -2
-            lower_bounds = []
-            for n_iter in range(1, self.max_iter + 1):
-                prev_lower_bound = lower_bound
-                previous = state
-                step = em_step(
-                    X,
-                    previous,
-                    reg_covar=self.reg_covar,
-                    covariance_type=self.covariance_type,
-                    sample_weight=sample_weight,
-                    floor=floor,
-                )
-                lower_bound = step.lower_bound
-                state = step.state
-                if step.collapsed:
-                    self._collapse(step.collapsed, f"EM iteration {n_iter}")
-                    state = self._reseed(state, step.collapsed, floor)
-                    n_reseeds += len(step.collapsed)
-                    last_reseed = n_iter
-                lower_bounds.append(lower_bound)
-                if trace is not None:
-                    trace.append(state)
-                change = lower_bound - prev_lower_bound
-                self._print_verbose_msg_iter_end(n_iter, change)
-                # A re-seeded component has not been evaluated yet: no convergence until
-                # one full iteration has run with it.
-                if abs(change) < self.tol and n_iter > last_reseed + 1:
-                    converged = True
-                    break
-            self._print_verbose_msg_init_end(lower_bound, converged)
-            if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
-                max_lower_bound = lower_bound
-                best = (state, n_iter, lower_bounds, trace, n_reseeds)
-                self.converged_ = converged
+            run = self._run_em(
+                X, sample_weight, state, -np.inf if do_init else self.lower_bound_, floor
+            )
+            self._print_verbose_msg_init_end(run.lower_bound, run.converged)
+            if run.lower_bound > max_lower_bound or max_lower_bound == -np.inf:
+                max_lower_bound = run.lower_bound
+                best_params = run.state
+                best_n_iter = run.n_iter
+                best_lower_bounds = run.lower_bounds
+                best_n_reseeds = n_init_reseeds + run.n_reseeds
+                best_trace = run.trace
+                self.converged_ = run.converged
 
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
@@ -376,35 +415,143 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 stacklevel=2,
             )
 
-        state, n_iter, lower_bounds, trace, n_reseeds = best
-        self._set_state(state)
-        self.n_iter_ = n_iter
+        self._set_state(best_params)
+        self.n_iter_ = best_n_iter
         self.lower_bound_ = max_lower_bound
-        self.lower_bounds_ = lower_bounds
-        self.n_reseeds_ = n_reseeds
+        self.lower_bounds_ = best_lower_bounds
+        self.n_reseeds_ = best_n_reseeds
 
         # A final E-step keeps fit_predict(X) consistent with fit(X).predict(X).
+        labels, final_lower_bound = self._final_e_step(
+            X, sample_weight, with_lower_bound=best_trace is not None
+        )
+        self.history_ = None
+        if best_trace is not None:
+            self.history_ = _history(best_trace, [*best_lower_bounds, final_lower_bound])
+        return labels
+
+    def _validate_fit_data(
+        self, X: ArrayLike, sample_weight: ArrayLike | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``X`` as a C-contiguous float array and validated ``sample_weight`` (or None)."""
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, "
+                f"n_samples = {X.shape[0]}"
+            )
+        X = np.ascontiguousarray(X)
+        if sample_weight is None:
+            return X, None
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        n_positive = int(np.count_nonzero(sample_weight))
+        if n_positive < self.n_components:
+            raise ValueError(
+                f"sample_weight has {n_positive} positive entries, but n_components = "
+                f"{self.n_components} needs at least that many samples with positive weight"
+            )
+        return X, sample_weight
+
+    def _run_em(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray | None,
+        state: EMState,
+        lower_bound: float,
+        floor: np.ndarray,
+    ) -> _EMRun:
+        """EM iterations from one start until convergence or ``max_iter``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+        sample_weight : ndarray of shape (n_samples,) or None
+        state : EMState
+            The start's initial parameters.
+        lower_bound : float
+            Lower bound before the first iteration (-inf unless warm-starting).
+        floor : ndarray of shape (n_features,)
+            Collapse threshold from :func:`variance_floor`.
+
+        Returns
+        -------
+        _EMRun
+        """
+        trace = [state] if self.keep_history else None
+        lower_bounds: list[float] = []
+        converged = False
+        n_reseeds = 0
+        last_reseed = -2
+        for n_iter in range(1, self.max_iter + 1):
+            prev_lower_bound = lower_bound
+            stats = e_step(
+                X, state, covariance_type=self.covariance_type, sample_weight=sample_weight
+            )
+            state, collapsed = m_step_state(
+                stats,
+                reg_covar=self.reg_covar,
+                covariance_type=self.covariance_type,
+                dtype=X.dtype,
+                floor=floor,
+            )
+            # Of the parameters before this step, as scikit-learn records it.
+            lower_bound = mean_log_likelihood(stats)
+            if collapsed:
+                self._collapse(collapsed, f"EM iteration {n_iter}", X.dtype)
+                state = self._reseed(state, collapsed, floor)
+                n_reseeds += len(collapsed)
+                last_reseed = n_iter
+            lower_bounds.append(lower_bound)
+            if trace is not None:
+                trace.append(state)
+            change = lower_bound - prev_lower_bound
+            self._print_verbose_msg_iter_end(n_iter, change)
+            if self._has_converged(change, n_iter, last_reseed):
+                converged = True
+                break
+        return _EMRun(state, lower_bound, n_iter, lower_bounds, converged, n_reseeds, trace)
+
+    def _fitted_state(self) -> EMState:
+        """The fitted parameters, where a warm start continues from."""
+        return EMState(self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    def _has_converged(self, change: float, n_iter: int, last_reseed: int) -> bool:
+        """Below ``tol``, and not in the iteration right after a re-seed.
+
+        A re-seeded component has not been evaluated yet: no convergence until one full
+        iteration has run with it.
+        """
+        return abs(change) < self.tol and n_iter > last_reseed + 1
+
+    def _final_e_step(
+        self, X: np.ndarray, sample_weight: np.ndarray | None, *, with_lower_bound: bool
+    ) -> tuple[np.ndarray, float]:
+        """Labels under the fitted parameters and, if asked, their mean log-likelihood.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        lower_bound : float
+            Weighted mean log-likelihood of ``X``; NaN unless ``with_lower_bound``.
+        """
         labels = np.empty(X.shape[0], dtype=np.intp)
-        final_loglik = 0.0
+        log_likelihood = 0.0
         for start, stop, weighted in self._weighted_log_prob_blocks(X):
             labels[start:stop] = np.argmax(weighted, axis=1)
-            if trace is not None:
+            if with_lower_bound:
                 norm = logsumexp(weighted, axis=1)
                 if sample_weight is None:
-                    final_loglik += float(np.sum(norm))
+                    log_likelihood += float(np.sum(norm))
                 else:
                     w = sample_weight[start:stop]
-                    final_loglik += float(np.sum(w[w > 0] * norm[w > 0]))
-        self.history_ = None
-        if trace is not None:
-            total_weight = X.shape[0] if sample_weight is None else np.sum(sample_weight)
-            self.history_ = EMHistory(
-                weights=np.stack([s.weights for s in trace]),
-                means=np.stack([s.means for s in trace]),
-                covariances=np.stack([s.covariances for s in trace]),
-                lower_bound=np.array([*lower_bounds, final_loglik / total_weight]),
-            )
-        return labels
+                    log_likelihood += float(np.sum(w[w > 0] * norm[w > 0]))
+        if not with_lower_bound:
+            return labels, math.nan
+        total_weight = X.shape[0] if sample_weight is None else np.sum(sample_weight)
+        return labels, log_likelihood / total_weight
 
     def _checked_inits(self, n_features: int) -> tuple:
         weights = means = precisions = None
@@ -489,7 +636,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         prec_chol, collapsed = safe_precisions_cholesky(covariances, self.covariance_type, floor)
         state = EMState(weights, means, covariances, prec_chol)
         if collapsed:
-            self._collapse(collapsed, "initialisation")
+            self._collapse(collapsed, "initialisation", X.dtype)
             state = self._reseed(state, collapsed, floor)
         return state, len(collapsed)
 
@@ -513,8 +660,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------- collapses
 
-    def _collapse(self, collapsed: tuple[int, ...], when: str) -> None:
-        """Raise unless ``on_collapse='reseed'`` (and the covariance is not tied)."""
+    def _collapse(self, collapsed: tuple[int, ...], when: str, dtype: np.dtype) -> None:
+        """Raise unless ``on_collapse='reseed'`` (and the covariance is not tied).
+
+        The message starts with scikit-learn's own (float32 note included), so code that
+        matches scikit-learn's collapse error keeps working with this drop-in.
+        """
         if self.on_collapse == "reseed" and self.covariance_type != "tied":
             return
         which = (
@@ -523,16 +674,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             else f"Component {collapsed[0]}"
             + (f" (and components {list(collapsed[1:])})" if len(collapsed) > 1 else "")
         )
-        advice = (
-            "Increase reg_covar, decrease n_components, or scale the input data."
+        ours = (
+            "A tied covariance cannot be re-seeded."
             if self.covariance_type == "tied"
-            else "Increase reg_covar, decrease n_components, scale the input data, "
-            "or pass on_collapse='reseed' to re-seed collapsed components."
+            else "Or pass on_collapse='reseed' to re-seed collapsed components."
         )
         raise ValueError(
+            f"{_SKLEARN_COLLAPSE_MESSAGE}"
+            f"{_SKLEARN_FLOAT32_NOTE if dtype == np.float32 else ''} "
             f"{which} collapsed at {when}: its covariance is singular or not positive "
             "definite (it holds a single sample or samples on a lower-dimensional subspace), "
-            f"with reg_covar={self.reg_covar!r}. {advice}"
+            f"with reg_covar={self.reg_covar!r}. {ours}"
         )
 
     def _reseed(self, state: EMState, collapsed, floor) -> EMState:
@@ -644,11 +796,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X = self._validated(X)
         out = None
         for start, stop, weighted in self._weighted_log_prob_blocks(X):
-            with np.errstate(under="ignore"):
-                resp = np.exp(weighted - np.max(weighted, axis=1, keepdims=True))
-            # Normalising in linear space: exp(weighted - logsumexp) is off by about
-            # |log density| * eps, which reaches 1e-12 for far-away rows.
-            resp /= resp.sum(axis=1, keepdims=True)
+            # softmax normalises in linear space: exp(weighted - logsumexp) would be off by
+            # about |log density| * eps, which reaches 1e-12 for far-away rows.
+            resp = softmax(weighted, axis=1)
             if out is None:
                 out = np.empty((X.shape[0], self.n_components), dtype=resp.dtype)
             out[start:stop] = resp

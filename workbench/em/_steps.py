@@ -1,4 +1,4 @@
-"""Pure EM step functions: M-step from sufficient statistics, one full EM step, precisions.
+"""Pure EM step functions: the fused E-step, the M-step, one full EM step, precisions.
 
 The estimator in :mod:`workbench.em._estimator` wraps these. Each function takes arrays
 and returns new arrays; nothing here holds state.
@@ -23,8 +23,11 @@ __all__ = [
     "EMState",
     "StepResult",
     "covariances_from_precisions",
+    "e_step",
     "em_step",
     "m_step",
+    "m_step_state",
+    "mean_log_likelihood",
     "precisions_cholesky_from_precisions",
     "safe_precisions_cholesky",
     "split_widest",
@@ -262,6 +265,96 @@ def split_widest(
     return weights, means, covariances
 
 
+def e_step(
+    X: np.ndarray,
+    state: EMState,
+    *,
+    covariance_type: str,
+    sample_weight: np.ndarray | None = None,
+) -> SufficientStats:
+    """E-step: responsibilities under ``state``, summed straight into sufficient statistics.
+
+    The responsibilities are never stored: one fused pass over the rows accumulates what
+    the M-step needs (and the log-likelihood), so memory does not grow with
+    ``n_samples * n_components``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    state : EMState
+        Current parameters; none of its components may be collapsed.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    sample_weight : ndarray of shape (n_samples,), optional
+
+    Returns
+    -------
+    SufficientStats
+        Centred on ``state.means``.
+    """
+    with np.errstate(divide="ignore"):
+        # A component with zero initial weight has log weight -inf: it takes no mass.
+        log_weights = np.log(state.weights.astype(np.float64))
+    return sufficient_statistics(
+        X,
+        shift=state.means,
+        covariance_type=covariance_type,
+        sample_weight=sample_weight,
+        log_weights=log_weights,
+        precisions_cholesky=state.precisions_cholesky,
+    )
+
+
+def m_step_state(
+    stats: SufficientStats,
+    *,
+    reg_covar: float,
+    covariance_type: str,
+    dtype: np.dtype,
+    floor: np.ndarray | None = None,
+) -> tuple[EMState, tuple[int, ...]]:
+    """M-step to a full :class:`EMState`: :func:`m_step`, normalised weights, precisions.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+        From :func:`e_step`.
+    reg_covar : float
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    dtype : numpy dtype
+        Dtype of the data (see :func:`m_step`).
+    floor : ndarray of shape (n_features,), optional
+        Collapse threshold from :func:`variance_floor`.
+
+    Returns
+    -------
+    state : EMState
+        Collapsed components hold placeholder precisions.
+    collapsed : tuple of int
+        See :func:`safe_precisions_cholesky`.
+    """
+    nk, means, covariances = m_step(
+        stats, reg_covar=reg_covar, covariance_type=covariance_type, dtype=dtype
+    )
+    weights = nk / np.sum(nk)
+    precisions_cholesky, collapsed = safe_precisions_cholesky(covariances, covariance_type, floor)
+    return EMState(weights, means, covariances, precisions_cholesky), collapsed
+
+
+def mean_log_likelihood(stats: SufficientStats) -> float:
+    """Weighted mean log-likelihood of the E-step's parameters: scikit-learn's lower bound.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+        From :func:`e_step`.
+
+    Returns
+    -------
+    float
+    """
+    return stats.log_likelihood / stats.weight_sum
+
+
 def em_step(
     X: np.ndarray,
     state: EMState,
@@ -271,7 +364,7 @@ def em_step(
     sample_weight: np.ndarray | None = None,
     floor: np.ndarray | None = None,
 ) -> StepResult:
-    """One EM iteration: a fused E-step pass, then the M-step.
+    """One EM iteration: :func:`e_step`, then :func:`m_step_state`.
 
     Parameters
     ----------
@@ -288,26 +381,11 @@ def em_step(
     -------
     StepResult
     """
-    with np.errstate(divide="ignore"):
-        # A component with zero initial weight has log weight -inf: it takes no mass.
-        log_weights = np.log(state.weights.astype(np.float64))
-    stats = sufficient_statistics(
-        X,
-        shift=state.means,
-        covariance_type=covariance_type,
-        sample_weight=sample_weight,
-        log_weights=log_weights,
-        precisions_cholesky=state.precisions_cholesky,
+    stats = e_step(X, state, covariance_type=covariance_type, sample_weight=sample_weight)
+    new_state, collapsed = m_step_state(
+        stats, reg_covar=reg_covar, covariance_type=covariance_type, dtype=X.dtype, floor=floor
     )
-    nk, means, covariances = m_step(
-        stats, reg_covar=reg_covar, covariance_type=covariance_type, dtype=X.dtype
-    )
-    weights = nk / np.sum(nk)
-    precisions_cholesky, collapsed = safe_precisions_cholesky(covariances, covariance_type, floor)
-    lower_bound = stats.log_likelihood / stats.weight_sum
-    return StepResult(
-        EMState(weights, means, covariances, precisions_cholesky), lower_bound, collapsed
-    )
+    return StepResult(new_state, mean_log_likelihood(stats), collapsed)
 
 
 def _flip(matrix: np.ndarray) -> np.ndarray:
