@@ -63,6 +63,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import logsumexp
 
+from workbench._validation import is_int, is_real
 from workbench.mixture import MixtureParams, log_prob
 
 __all__ = [
@@ -101,14 +102,6 @@ _OUTLIER_BOX_SDS = 4.0
 
 def _bad(key: str, value: object, allowed: str) -> ValueError:
     return ValueError(f"scenario {key}={value!r} is not allowed; {key} must be {allowed}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -161,7 +154,7 @@ class Scenario:
     def __post_init__(self) -> None:
         for key, low in (("n_components", 2), ("n_features", 1), ("n_train", 1), ("n_test", 1)):
             value = getattr(self, key)
-            if not _is_int(value) or value < low:
+            if not is_int(value) or value < low:
                 raise _bad(key, value, f"an integer >= {low}")
             object.__setattr__(self, key, int(value))
         self._check_weights()
@@ -181,7 +174,7 @@ class Scenario:
         }
         for key, (ok, allowed) in reals.items():
             value = getattr(self, key)
-            if not _is_real(value) or not math.isfinite(value) or not ok(value):
+            if not is_real(value) or not math.isfinite(value) or not ok(value):
                 raise _bad(key, value, allowed)
             object.__setattr__(self, key, float(value))
         if self.condition_number != 1 and (self.covariance == "spherical" or self.n_features == 1):
@@ -191,7 +184,7 @@ class Scenario:
                 "1.0 for covariance='spherical' or n_features=1 (use 'diag' or 'full')",
             )
         if self.truth_seed is not None:
-            if not _is_int(self.truth_seed) or self.truth_seed < 0:
+            if not is_int(self.truth_seed) or self.truth_seed < 0:
                 raise _bad("truth_seed", self.truth_seed, "None or a non-negative integer")
             object.__setattr__(self, "truth_seed", int(self.truth_seed))
 
@@ -203,7 +196,7 @@ class Scenario:
             return
         allowed = f"{WEIGHT_SCHEMES[0]!r}, {WEIGHT_SCHEMES[1]!r} or {self.n_components} "
         allowed += "positive numbers summing to 1"
-        if not isinstance(weights, list | tuple) or not all(_is_real(w) for w in weights):
+        if not isinstance(weights, list | tuple) or not all(is_real(w) for w in weights):
             raise _bad("weights", weights, allowed)
         values = tuple(float(w) for w in weights)
         if (

@@ -50,7 +50,8 @@ from workbench.em._steps import (
     split_widest,
     variance_floor,
 )
-from workbench.mixture import MixtureParams, component_log_prob, n_parameters
+from workbench.em.options import INIT_METHODS
+from workbench.mixture import COVARIANCE_TYPES, MixtureParams, component_log_prob, n_parameters
 
 __all__ = ["EMHistory", "GaussianMixture"]
 
@@ -270,12 +271,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions({"full", "tied", "diag", "spherical"})],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
         "tol": [Interval(Real, 0.0, None, closed="left")],
         "reg_covar": [Interval(Real, 0.0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
-        "init_params": [StrOptions({"kmeans", "random", "random_from_data", "k-means++"})],
+        "init_params": [StrOptions(set(INIT_METHODS))],
         "weights_init": ["array-like", None],
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
