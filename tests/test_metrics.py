@@ -255,3 +255,28 @@ def test_dgp_density_equals_the_truth_when_well_specified_and_beats_it_otherwise
         m = score_point_estimate(data, data.truth).metrics
         # Expected log density is highest under the true distribution (Gibbs' inequality).
         assert m["lpd_test_dgp"] > m["lpd_test_truth"] + 0.02, kind
+
+
+@pytest.mark.parametrize("level", [0.5, 0.8, 0.9, 0.95])
+def test_hdi_holds_the_nominal_share_of_draws_and_arviz_holds_one_more(level):
+    from arviz_stats.base import array_stats
+
+    draws = np.random.default_rng(3).normal(size=(1000, 4))
+    lower, upper = hdi_interval(draws, level)
+    inside = ((draws >= lower) & (draws <= upper)).sum(axis=0)
+    assert np.all(inside == math.ceil(level * 1000))
+    # the shortest such interval: every window of that many sorted draws is at least as wide
+    ordered = np.sort(draws, axis=0)
+    k = math.ceil(level * 1000)
+    assert np.allclose(upper - lower, (ordered[k - 1 :] - ordered[: 1000 - k + 1]).min(axis=0))
+    theirs = array_stats.hdi(draws, level, axis=0)
+    theirs_inside = ((draws >= theirs[:, 0]) & (draws <= theirs[:, 1])).sum(axis=0)
+    assert np.all(theirs_inside == k + 1)
+    assert np.all(theirs[:, 1] - theirs[:, 0] >= upper - lower)
+
+
+def test_central_interval_is_arviz_equal_tailed_interval():
+    draws = np.random.default_rng(4).gamma(2.0, size=(999, 3))
+    lower, upper = central_interval(draws, 0.9)
+    np.testing.assert_allclose(lower, np.quantile(draws, 0.05, axis=0))
+    np.testing.assert_allclose(upper, np.quantile(draws, 0.95, axis=0))

@@ -210,14 +210,20 @@ def central_interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.nd
     -------
     lower, upper : ndarray of shape (n_params,)
     """
-    lower, upper = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return lower, upper
+    from arviz_stats.base import array_stats  # loads xarray: only when scoring draws
+
+    bounds = array_stats.eti(np.asarray(draws, dtype=float), level, axis=0)
+    return bounds[..., 0], bounds[..., 1]
 
 
 def hdi_interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Shortest interval holding ``ceil(level * n_draws)`` of the sorted draws.
 
-    This is the usual sample highest-density interval for a unimodal marginal.
+    This is the usual sample highest-density interval for a unimodal marginal. It is not
+    ``arviz_stats.hdi``: that one spans ``floor(level * n) + 1`` draws, one more than
+    needed when ``level * n`` is whole (e.g. 901 of 1000 draws at level 0.9), so it is
+    wider than the shortest interval with the nominal share of draws by one spacing
+    (up to 0.04 at 1000 standard normal draws). The tests check both facts.
 
     Parameters
     ----------
