@@ -156,3 +156,40 @@ def test_fit_bad_data_one_line_exit_2(
     assert main(["fit", str(path), "--components", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and fragment in err
+
+
+def test_traceback_flag_shows_the_user_error_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD["bad_value"][0])
+    assert main(["--traceback", "status", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ConfigError" in err
+    assert err.strip().splitlines()[-1].startswith("workbench: error:")
+
+
+def test_our_own_bugs_keep_their_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a ValueError that is not a WorkbenchError is a bug: it must not become a one-liner
+    import workbench.study.export as export
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("an internal invariant broke")
+
+    path = tmp_path / "good.toml"
+    path.write_text(GOOD)
+    assert main(["run", str(path), "--no-progress", "--output", str(tmp_path / "out")]) == 0
+    monkeypatch.setattr("workbench.cli.write_results", broken)
+    assert export.write_results is not broken
+    with pytest.raises(ValueError, match="internal invariant"):
+        main(["results", str(tmp_path / "out")])
+
+
+def test_fit_with_more_components_than_rows_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "tiny.csv"
+    data.write_text("1.0\n2.0\n3.0\n")
+    assert main(["fit", str(data), "--components", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--components 4" in err and "3 observations" in err

@@ -389,3 +389,34 @@ def test_mcmc_study_end_to_end_through_the_cli(
     assert main(["results", str(out), "--format", "csv"]) == 0
     table = pd.read_csv(out / "results.csv")
     assert set(table["method"]) == {"em", "bayes"}
+
+
+def test_an_executor_written_to_the_protocol_is_closed_when_the_run_stops_early(
+    tmp_path: Path,
+) -> None:
+    from workbench.study.config import parse_study
+    from workbench.study.executors import Executor
+    from workbench.study.runner import run_study
+
+    events: list[str] = []
+
+    class InProcess:
+        description = "in a test"
+        chain_cores: int | None = None
+
+        def run(self, fn, items):  # a generator, as Executor.run declares
+            try:
+                for item in items:
+                    yield fn(item)
+            finally:
+                events.append("closed")
+
+    executor: Executor = InProcess()
+    config = parse_study(
+        'name = "p"\nreplications = 3\n[scenario]\nn_components = 2\nn_features = 1\n'
+        "n_train = 40\nn_test = 40\n[design]\noverlap = [0.01, 0.9999]\n"
+        "[methods.em]\nn_init = 1\n[output]\nmax_errors = 0\n"
+    )
+    summary = run_study(config, output=tmp_path, executor=executor, progress=False)
+    assert summary.aborted and summary.n_run < config.n_tasks
+    assert events == ["closed"]
