@@ -138,7 +138,8 @@ def weighted_component_logp(
     """
     d = value.shape[-1]
     transposed = pt.swapaxes(inv_chol, -1, -2)
-    z = pt.matmul(value, transposed) - pt.matmul(mu[..., None, :], transposed)  # (..., K, n, d)
+    # ``@`` is pt.matmul (whose annotations only admit NumPy arrays).
+    z = value @ transposed - mu[..., None, :] @ transposed  # (..., K, n, d)
     log_det = pt.sum(pt.log(pt.diagonal(inv_chol, axis1=-2, axis2=-1)), axis=-1)
     component = -0.5 * pt.sum(z**2, axis=-1) + log_det[..., None] - 0.5 * d * np.log(2.0 * np.pi)
     return pt.swapaxes(pt.log(w)[..., None] + component, -1, -2)
@@ -274,7 +275,7 @@ def build_model(
                 for k in range(K)
             ]
             chol = pt.set_subtensor(pt.zeros((K, d, d))[:, rows, cols], pt.stack(packed))
-            inv_chol = pt.linalg.solve_triangular(chol, eye, lower=True, b_ndim=2)
+            inv_chol = pt.linalg.solve_triangular(chol, pt.as_tensor(eye), lower=True, b_ndim=2)
         elif kind == "tied_lkj":
             packed = pm.LKJCholeskyCov(
                 "chol",
@@ -286,7 +287,7 @@ def build_model(
             single = pt.set_subtensor(pt.zeros((d, d))[rows, cols], packed)
             chol = pt.broadcast_to(single, (K, d, d))
             inv_chol = pt.broadcast_to(
-                pt.linalg.solve_triangular(single, eye, lower=True), (K, d, d)
+                pt.linalg.solve_triangular(single, pt.as_tensor(eye), lower=True), (K, d, d)
             )
         else:
             if kind == "diag":
