@@ -33,6 +33,7 @@ the same shape (see :mod:`workbench.bayes.sampling`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -299,6 +300,8 @@ def build_model(
                 sigma = pm.HalfNormal("sigma", sd_scale[0])
                 sigma = pt.broadcast_to(sigma, (K, d))
         cov_dims = ("component", "feature", "feature_bis")
+        # (scale parameter, logp function, gufunc signature)
+        likelihood: tuple[Any, Callable[..., pt.TensorVariable], str]
         if kind in ("full_lkj", "tied_lkj"):
             pm.Deterministic("cov", chol @ pt.swapaxes(chol, -1, -2), dims=cov_dims)
             likelihood = (inv_chol, mixture_logp, "(k),(k,d),(k,d,d)->(d)")
