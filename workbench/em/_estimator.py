@@ -440,9 +440,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self, X: ArrayLike, sample_weight: ArrayLike | None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``X`` as a C-contiguous float array and validated ``sample_weight`` (or None)."""
-        X = np.asarray(
-            validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        )
+        X = np.asarray(validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2))
         if X.shape[0] < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components "

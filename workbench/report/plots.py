@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from arviz_base.labels import BaseLabeller
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.artist import Artist
 from matplotlib.patches import Ellipse, Patch
 from matplotlib.typing import LineStyleType
 from scipy import stats
@@ -392,9 +392,7 @@ def plot_posterior_vs_point(
         Its ``viz["figure"]`` holds the matplotlib figure.
     """
     # cast: xarray types variable names as Hashable; ours are strings.
-    var_names = (
-        cast(list[str], list(posterior.data_vars)) if var_names is None else list(var_names)
-    )
+    var_names = cast(list[str], list(posterior.data_vars)) if var_names is None else list(var_names)
     posterior = posterior[var_names]
     n_panels = sum(
         int(np.prod([posterior[v].sizes[d] for d in posterior[v].dims[2:]])) for v in var_names
