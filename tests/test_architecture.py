@@ -1,4 +1,4 @@
-"""The package keeps its one-way data flow, and the code base stays lint-clean."""
+"""The package keeps its one-way data flow, and the code base stays lint- and type-clean."""
 
 from __future__ import annotations
 
@@ -80,6 +80,17 @@ def test_ruff_is_clean(command):
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or "ruff"
     result = subprocess.run(
         [ruff, *command, "workbench", "tests", "experiments"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean():
+    # Settings and the files to check come from [tool.mypy] in pyproject.toml.
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -60,7 +60,7 @@ def test_parameter_names_carry_the_indices_that_flatten_uses():
     flat = flatten_parameters(weights, means, covariances)
     arrays = {"weight": weights, "mean": means, "covariance": covariances}
     for p, value in zip(parameter_names(k, d), flat, strict=True):
-        assert arrays[p.kind][(p.component, *p.index)] == value, p.name
+        assert arrays[p.kind][(p.component, *p.position)] == value, p.name
 
 
 def test_scoring_the_truth_itself(dataset):

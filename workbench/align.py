@@ -119,8 +119,8 @@ def _cost_matrix(
         return _mahalanobis_sq(diff, chol_ref)
     forward = kl_divergence(ref_mean, ref_cov, est_mean, est_cov)
     if cost == "kl":
-        return forward
-    return forward + kl_divergence(est_mean, est_cov, ref_mean, ref_cov)
+        return np.asarray(forward)
+    return np.asarray(forward + kl_divergence(est_mean, est_cov, ref_mean, ref_cov))
 
 
 def component_cost(

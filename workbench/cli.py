@@ -23,7 +23,13 @@ from workbench.bayes.options import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TUNE,
 from workbench.em.options import WORKBENCH_N_INIT
 from workbench.errors import WorkbenchError
 from workbench.mixture import COVARIANCE_TYPES
-from workbench.study.executors import DaskExecutor, ExecutorError, LocalExecutor, default_workers
+from workbench.study.executors import (
+    DaskExecutor,
+    Executor,
+    ExecutorError,
+    LocalExecutor,
+    default_workers,
+)
 from workbench.study.export import status_table, write_results
 from workbench.study.locate import resolve_study, stored_study_directory
 from workbench.study.store import DB_NAME, StudyStore
@@ -53,6 +59,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config, directory = resolve_study(args.study, args.output)
     if config is None:
         raise UsageError(f"run needs the study TOML file, not the output folder {args.study!r}")
+    executor: Executor
     if args.scheduler is not None:
         executor = DaskExecutor(scheduler=args.scheduler)
     elif args.dask_local is not None:

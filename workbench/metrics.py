@@ -141,14 +141,15 @@ class ParameterName(NamedTuple):
     kind : {'weight', 'mean', 'covariance'}
     component : int
         ``k``.
-    index : tuple of int
+    position : tuple of int
         ``()`` for a weight, ``(j,)`` for a mean, ``(i, j)`` for a covariance entry.
     """
 
     name: str
     kind: str
     component: int
-    index: tuple[int, ...]
+    # Not ``index``: that would shadow ``tuple.index``.
+    position: tuple[int, ...]
 
 
 def parameter_names(n_components: int, n_features: int) -> list[ParameterName]:

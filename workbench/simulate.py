@@ -58,6 +58,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -208,7 +209,7 @@ class Scenario:
         object.__setattr__(self, "weights", values)
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, object]) -> Scenario:
+    def from_dict(cls, mapping: Mapping[str, Any]) -> Scenario:
         """Build a scenario from a mapping such as a parsed config file.
 
         Raises

@@ -33,6 +33,7 @@ the same shape (see :mod:`workbench.bayes.sampling`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -138,7 +139,8 @@ def weighted_component_logp(
     """
     d = value.shape[-1]
     transposed = pt.swapaxes(inv_chol, -1, -2)
-    z = pt.matmul(value, transposed) - pt.matmul(mu[..., None, :], transposed)  # (..., K, n, d)
+    # ``@`` is pt.matmul (whose annotations only admit NumPy arrays).
+    z = value @ transposed - mu[..., None, :] @ transposed  # (..., K, n, d)
     log_det = pt.sum(pt.log(pt.diagonal(inv_chol, axis1=-2, axis2=-1)), axis=-1)
     component = -0.5 * pt.sum(z**2, axis=-1) + log_det[..., None] - 0.5 * d * np.log(2.0 * np.pi)
     return pt.swapaxes(pt.log(w)[..., None] + component, -1, -2)
@@ -274,7 +276,7 @@ def build_model(
                 for k in range(K)
             ]
             chol = pt.set_subtensor(pt.zeros((K, d, d))[:, rows, cols], pt.stack(packed))
-            inv_chol = pt.linalg.solve_triangular(chol, eye, lower=True, b_ndim=2)
+            inv_chol = pt.linalg.solve_triangular(chol, pt.as_tensor(eye), lower=True, b_ndim=2)
         elif kind == "tied_lkj":
             packed = pm.LKJCholeskyCov(
                 "chol",
@@ -286,7 +288,7 @@ def build_model(
             single = pt.set_subtensor(pt.zeros((d, d))[rows, cols], packed)
             chol = pt.broadcast_to(single, (K, d, d))
             inv_chol = pt.broadcast_to(
-                pt.linalg.solve_triangular(single, eye, lower=True), (K, d, d)
+                pt.linalg.solve_triangular(single, pt.as_tensor(eye), lower=True), (K, d, d)
             )
         else:
             if kind == "diag":
@@ -298,6 +300,8 @@ def build_model(
                 sigma = pm.HalfNormal("sigma", sd_scale[0])
                 sigma = pt.broadcast_to(sigma, (K, d))
         cov_dims = ("component", "feature", "feature_bis")
+        # (scale parameter, logp function, gufunc signature)
+        likelihood: tuple[Any, Callable[..., pt.TensorVariable], str]
         if kind in ("full_lkj", "tied_lkj"):
             pm.Deterministic("cov", chol @ pt.swapaxes(chol, -1, -2), dims=cov_dims)
             likelihood = (inv_chol, mixture_logp, "(k),(k,d),(k,d,d)->(d)")

@@ -125,7 +125,8 @@ class BayesPriors:
         if self.mean_loc is None:
             loc = X.mean(axis=0)
         else:
-            if np.ndim(self.mean_loc) == 1 and len(self.mean_loc) != d:
+            # __post_init__ leaves either a float or a tuple of floats.
+            if isinstance(self.mean_loc, tuple) and len(self.mean_loc) != d:
                 raise ValueError(
                     f"mean_loc={self.mean_loc!r} has {len(self.mean_loc)} values but the data "
                     f"have {d} features; give one number or {d}"

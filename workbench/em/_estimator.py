@@ -269,6 +269,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Only when ``X`` has string feature names.
     """
 
+    # Declared for the type checker (no value, so ``hasattr`` still means "fitted").
+    lower_bound_: float
+
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
@@ -416,6 +419,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 stacklevel=2,
             )
 
+        # n_init >= 1 (checked by the parameter constraints), so the loop set it.
+        assert best_params is not None
         self._set_state(best_params)
         self.n_iter_ = best_n_iter
         self.lower_bound_ = max_lower_bound
@@ -435,7 +440,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self, X: ArrayLike, sample_weight: ArrayLike | None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``X`` as a C-contiguous float array and validated ``sample_weight`` (or None)."""
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        X = np.asarray(validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2))
         if X.shape[0] < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components "
@@ -445,8 +450,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X = np.ascontiguousarray(X)
         if sample_weight is None:
             return X, None
-        sample_weight = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        sample_weight = np.asarray(
+            _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         )
         n_positive = int(np.count_nonzero(sample_weight))
         if n_positive < self.n_components:
@@ -630,10 +635,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 covariances += (unclaimed / np.sum(nk)).astype(X.dtype)
         weights = weights if weights_init is None else weights_init
         means = means if means_init is None else means_init
+        # Whatever was not given was estimated above.
+        assert weights is not None and means is not None
         if precisions_init is not None:
             prec_chol = precisions_cholesky_from_precisions(precisions_init, self.covariance_type)
             covariances = covariances_from_precisions(precisions_init, self.covariance_type)
             return EMState(weights, means, covariances, prec_chol), 0
+        assert covariances is not None  # estimated above, as precisions_init is None
         prec_chol, collapsed = safe_precisions_cholesky(covariances, self.covariance_type, floor)
         state = EMState(weights, means, covariances, prec_chol)
         if collapsed:
@@ -691,7 +699,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _reseed(self, state: EMState, collapsed, floor) -> EMState:
         """Re-seed collapsed components by splitting the widest healthy ones."""
         weights, means, covariances = split_widest(
-            state, collapsed, self.covariance_type, np.argmax(floor)
+            state, collapsed, self.covariance_type, int(np.argmax(floor))
         )
         prec_chol, still = safe_precisions_cholesky(covariances, self.covariance_type, floor)
         if still:
@@ -749,6 +757,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if out is None:
                 out = np.empty(X.shape[0], dtype=norm.dtype)
             out[start:stop] = norm
+        assert out is not None  # validate_data rejects X without rows
         return out
 
     def score(self, X: ArrayLike, y: None = None) -> float:
@@ -803,6 +812,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if out is None:
                 out = np.empty((X.shape[0], self.n_components), dtype=resp.dtype)
             out[start:stop] = resp
+        assert out is not None  # validate_data rejects X without rows
         return out
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:

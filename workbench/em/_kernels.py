@@ -292,7 +292,9 @@ def sufficient_statistics(
         with ThreadPoolExecutor(len(blocks)) as pool:
             parts = list(pool.map(run, blocks))
         # Summed in block order, so the result does not depend on thread timing.
-        resp_sum, first, second, loglik = (sum(values) for values in zip(*parts, strict=True))
+        resp_sum, first, second, loglik = (
+            sum(values[1:], start=values[0]) for values in zip(*parts, strict=True)
+        )
     if matrix:
         # Only the upper triangle was accumulated.
         second = np.triu(second) + np.swapaxes(np.triu(second, 1), 1, 2)

@@ -177,7 +177,7 @@ def safe_precisions_cholesky(
     covariances = np.asarray(covariances)
     stack = covariances[None] if covariance_type == "tied" else covariances
     kind = "full" if covariance_type == "tied" else covariance_type
-    limits = np.zeros(1) if floor is None else np.asarray(floor)
+    limits: np.ndarray | np.floating = np.zeros(1) if floor is None else np.asarray(floor)
     if kind == "spherical":
         limits = np.mean(limits)
     out = np.empty_like(stack)

@@ -21,6 +21,7 @@ data       grey            (points)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import arviz as az
 import matplotlib as mpl
@@ -29,9 +30,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from arviz_base.labels import BaseLabeller
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse, Patch
+from matplotlib.typing import LineStyleType
 from scipy import stats
 
 from workbench.mixture import MixtureParams, log_prob
@@ -59,7 +62,7 @@ ROLE_COLORS: dict[str, str] = {
     "advi": "#009E73",
     "data": "#999999",
 }
-ROLE_LINESTYLES: dict[str, str] = {"truth": "-", "em": "--", "bayes": "-", "advi": "-."}
+ROLE_LINESTYLES: dict[str, LineStyleType] = {"truth": "-", "em": "--", "bayes": "-", "advi": "-."}
 ROLE_LABELS: dict[str, str] = {
     "truth": "truth",
     "em": "EM",
@@ -113,7 +116,7 @@ def _facet_grid(
 ) -> tuple[Figure, np.ndarray]:
     """One row of panels per title; the title sits above its row, clear of tick labels."""
     fig = plt.figure(figsize=(width * n_cols, height * len(row_titles) + 0.6), layout="constrained")
-    subfigs = np.atleast_1d(fig.subfigures(len(row_titles), 1))
+    subfigs = fig.subfigures(len(row_titles), 1, squeeze=False)[:, 0]
     axes = np.empty((len(row_titles), n_cols), dtype=object)
     for i, (subfig, title) in enumerate(zip(subfigs, row_titles, strict=True)):
         axes[i] = np.atleast_1d(subfig.subplots(1, n_cols))
@@ -144,11 +147,14 @@ def _dodged_points(
     marker_col: str | None = None,
 ) -> None:
     """Points with horizontal error bars, one row per label, groups dodged vertically."""
+    if (markers is None) != (marker_col is None):
+        raise ValueError("give markers and marker_col together, or neither")
+    marker_of: Mapping[str, str] = {} if markers is None else markers
     present = set(frame[group])
     keys: list = [m for m in styles if m in present]
     if marker_col is not None:
         pairs = set(frame[[group, marker_col]].itertuples(index=False, name=None))
-        keys = [(m, k) for m in keys for k in markers if (m, k) in pairs]
+        keys = [(m, k) for m in keys for k in marker_of if (m, k) in pairs]
     step = 0.6 / max(len(keys), 1)
     positions = {label: i for i, label in enumerate(rows)}
     for j, key in enumerate(keys):
@@ -158,7 +164,7 @@ def _dodged_points(
         else:
             sub = frame[(frame[group] == key[0]) & (frame[marker_col] == key[1])]
             style = dict(styles[key[0]])
-            style["marker"] = markers[key[1]]
+            style["marker"] = marker_of[key[1]]
         y = np.array([positions[p] for p in sub["parameter"]]) + (j - (len(keys) - 1) / 2) * step
         ax.errorbar(
             sub[value].to_numpy(float),
@@ -385,7 +391,8 @@ def plot_posterior_vs_point(
     arviz_plots.PlotCollection
         Its ``viz["figure"]`` holds the matplotlib figure.
     """
-    var_names = list(posterior.data_vars) if var_names is None else list(var_names)
+    # cast: xarray types variable names as Hashable; ours are strings.
+    var_names = cast(list[str], list(posterior.data_vars)) if var_names is None else list(var_names)
     posterior = posterior[var_names]
     n_panels = sum(
         int(np.prod([posterior[v].sizes[d] for d in posterior[v].dims[2:]])) for v in var_names
@@ -492,7 +499,8 @@ def _ellipse(mean: np.ndarray, cov: np.ndarray, *, mass: float, **kwargs: object
     values, vectors = np.linalg.eigh(cov)
     radius = np.sqrt(stats.chi2.ppf(mass, df=2) * values)
     angle = np.degrees(np.arctan2(vectors[1, 1], vectors[0, 1]))
-    return Ellipse(mean, 2 * radius[1], 2 * radius[0], angle=angle, fill=False, **kwargs)
+    centre = (float(mean[0]), float(mean[1]))
+    return Ellipse(centre, 2 * radius[1], 2 * radius[0], angle=angle, fill=False, **kwargs)
 
 
 def _add_component_ellipses(ax: mpl.axes.Axes, params: MixtureParams, **style: object) -> None:
@@ -570,7 +578,7 @@ def plot_data_fit(
             )
     names = [f"x{j + 1}" for j in range(d)] if feature_names is None else list(feature_names)
     point_size = float(np.clip(2000 / n, 1.5, 12))
-    handles = [
+    handles: list[Artist] = [
         Line2D(
             [], [], color=ROLE_COLORS[r], linestyle=ROLE_LINESTYLES[r], lw=1.8, label=_fit_label(r)
         )

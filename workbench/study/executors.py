@@ -71,7 +71,7 @@ class LocalExecutor:
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = check_int("workers", workers, minimum=1)
-        self.chain_cores = None if workers == 1 else 1
+        self.chain_cores: int | None = None if workers == 1 else 1
         self.description = (
             "in this process" if workers == 1 else f"on a local pool of {workers} processes"
         )
@@ -124,7 +124,7 @@ class DaskExecutor:
         self.scheduler = scheduler
         self.local_workers = local_workers
         # one thread per chain inside a daemonic Dask worker: no process forking there
-        self.chain_cores = 1
+        self.chain_cores: int | None = 1
         self.description = (
             f"on the Dask scheduler at {scheduler}"
             if scheduler is not None

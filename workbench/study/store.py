@@ -123,7 +123,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 import pandas as pd
@@ -444,7 +444,9 @@ def _scalar(value: Any) -> float | int | str | None:
 
 def _npz(arrays: Mapping[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    # cast: NumPy's stubs type **kwds as if a key could be ``allow_pickle``.
+    named = cast(dict[str, Any], {k: np.asarray(v) for k, v in arrays.items()})
+    np.savez_compressed(buffer, **named)
     return buffer.getvalue()
 
 

@@ -317,9 +317,9 @@ def summarise(
                 continue
             both = wide[[reference, other]].dropna()
             value, mcse = relative_precision(both[reference], both[other])
-            keys = key if isinstance(key, tuple) else (key,)
+            group_keys = key if isinstance(key, tuple) else (key,)
             relprec.append(
-                dict(zip(base, keys, strict=True))
+                dict(zip(base, group_keys, strict=True))
                 | {method: other, "relprec": value, "relprec_mcse": mcse}
             )
     relprec_frame = pd.DataFrame(relprec, columns=[*base, method, "relprec", "relprec_mcse"])

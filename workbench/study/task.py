@@ -191,7 +191,11 @@ def _fit_em(dataset: Dataset, options: EMOptions, seed: int, keep: bool) -> FitR
             "n_init": options.n_init,
         },
         em_trace=np.asarray(model.lower_bounds_, dtype=float),
-        em_history=_dense_history(model.history_, options.covariance_type) if keep else None,
+        em_history=(
+            _dense_history(model.history_, options.covariance_type)
+            if keep and model.history_ is not None  # keep_history=keep always sets history_
+            else None
+        ),
         params=_aligned(estimate, dataset.truth),
     )
 
