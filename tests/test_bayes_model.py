@@ -158,7 +158,7 @@ def test_check_data_errors(X, k, match):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"sampler": "hmc"}, "sampler='hmc' is not supported; use one of auto, nutpie"),
+        ({"sampler": "hmc"}, "sampler='hmc' is not allowed; use one of 'auto', 'nutpie'"),
         ({"covariance_type": "banded"}, "covariance_type='banded' is not supported"),
         ({"chains": 0}, "chains=0 is not allowed; use an integer >= 1"),
         ({"draws": 10.0}, "draws=10.0 is not allowed"),

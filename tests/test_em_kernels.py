@@ -29,7 +29,7 @@ def row_blocks(request, monkeypatch):
     """Run the kernel on one block, or split over three threads as on a large fit."""
     if request.param > 1:
         monkeypatch.setattr(_kernels, "_ROWS_PER_THREAD", 3000)
-        monkeypatch.setattr(_kernels.os, "sched_getaffinity", lambda pid: set(range(3)))
+        monkeypatch.setattr(_kernels, "available_cpus", lambda: 3)
     assert len(_kernels._row_blocks(9000)) == request.param
     return request.param
 
