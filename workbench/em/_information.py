@@ -324,7 +324,9 @@ def information_terms(
     weight_grad[k - 1, :] = -1.0 / weights[-1]
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
-    own = [np.concatenate([lay.weight_index, lay.mean_index[c], lay.cov_index[c]]) for c in range(k)]
+    own = [
+        np.concatenate([lay.weight_index, lay.mean_index[c], lay.cov_index[c]]) for c in range(k)
+    ]
     per_row_floats = n_free + k * (3 * d + 2 * pa.size + q + 4) + max(len(i) for i in own)
     if block_rows is None:
         block_rows = max(64, _BLOCK_BYTES // (8 * per_row_floats))
