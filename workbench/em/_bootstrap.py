@@ -33,6 +33,11 @@ STATUS_NAMES = {
     NOT_FINITE: "non-finite log-likelihood",
 }
 _TYPE_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
+# A conditional variance below this fraction of the variance (a condition number above
+# about 1e12) counts as a collapse here, stricter than the estimator's absolute floor:
+# otherwise a draw whose component sits on d or fewer distinct rows is kept with a
+# covariance that is singular to rounding.
+_RELATIVE_FLOOR = 1e-12
 
 
 class RefitResult(NamedTuple):
@@ -67,7 +72,7 @@ def _factor(cov, floor, prec_out):
         for m in range(j):
             s -= low[j, m] * low[j, m]
         # s is the conditional variance of feature j given the earlier ones.
-        if not (s > floor[j]) or not np.isfinite(s):
+        if not (s > floor[j] and s > _RELATIVE_FLOOR * cov[j, j]) or not np.isfinite(s):
             return False
         low[j, j] = np.sqrt(s)
         for i in range(j + 1, d):

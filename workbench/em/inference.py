@@ -75,6 +75,7 @@ __all__ = [
     "StandardErrors",
     "bootstrap",
     "bootstrap_intervals",
+    "label_mismatches",
     "observed_information",
     "standard_errors",
     "wald_intervals",
@@ -519,6 +520,27 @@ def _run_draws(
     return weights, means, covariances, n_iter, reasons
 
 
+def label_mismatches(
+    weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, fit: MixtureParams
+) -> np.ndarray:
+    """Which draws the Hungarian matching (KL cost) would relabel against the fit.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_draws, K)
+    means : ndarray of shape (n_draws, K, d)
+    covariances : ndarray of shape (n_draws, K, d, d)
+    fit : MixtureParams
+
+    Returns
+    -------
+    ndarray of bool, shape (n_draws,)
+        True where :func:`workbench.align.align_draws` does not return the identity.
+    """
+    orders = align_draws(weights, means, covariances, fit)
+    return np.any(orders != np.arange(fit.n_components), axis=1)
+
+
 def bootstrap(
     model: GaussianMixture,
     X: ArrayLike,
@@ -603,8 +625,7 @@ def bootstrap(
         )
     weights, means, covariances, n_iter = (np.concatenate([p[i] for p in parts]) for i in range(4))
     reasons = tuple(r for p in parts for r in p[4])
-    orders = align_draws(weights, means, covariances, fit)
-    mismatch = np.any(orders != np.arange(fit.n_components), axis=1)
+    mismatch = label_mismatches(weights, means, covariances, fit)
     k, d = fit.means.shape
     return BootstrapResult(
         reported_names(k, d),
