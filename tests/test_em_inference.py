@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import doctest
+
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
+import workbench.em.inference as inference_module
 from workbench.em import GaussianMixture
 from workbench.em._information import (
     flatten_dense,
@@ -423,3 +426,7 @@ def test_nearly_collinear_direction_is_singular():
     gm = _fit(X, 1, "full", reg_covar=1e-13)
     with pytest.raises(ValueError, match=r"(singular|not positive definite).*component 0"):
         standard_errors(gm, X)
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(inference_module).failed == 0
