@@ -47,7 +47,6 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg.blas import dsyrk
-from scipy.special import logsumexp
 
 from workbench.mixture import component_log_prob, n_parameters
 
@@ -334,31 +333,42 @@ def information_terms(
     resp_sum = np.zeros(k)
     first = np.zeros((k, d))  # sum tau u
     second = np.zeros((k, d, d))  # sum tau u u^T
-    within = [np.zeros((len(i), len(i))) for i in own]  # sum tau g g^T on each component
+    # sum_i tau_ik g_ik g_ik^T on each component's parameters (upper triangles).
+    within = [np.zeros((len(i), len(i)), order="F") for i in own]
     outer = np.zeros((n_free, n_free), order="F")
     score = np.zeros(n_free)
     log_likelihood = 0.0
     scores = np.empty((min(block_rows, n), n_free))
+    # The free parameters of each kind occupy one contiguous range: slices, not fancy
+    # indexing, when the per-row scores are written.
+    weight_cols = slice(0, k - 1)
+    mean_cols = slice(k - 1, k - 1 + k * d)
+    cov_cols = slice(k - 1 + k * d, n_free)
+    spherical = covariance_type == "spherical"
     for start in range(0, n, block_rows):
         block = X[start : start + block_rows]
         m = block.shape[0]
         logf = component_log_prob(block, means, prec_chol, covariance_type) + log_weights
-        log_p = logsumexp(logf, axis=1)
-        log_likelihood += float(np.sum(log_p))
-        tau = np.exp(logf - log_p[:, None])
+        top = np.max(logf, axis=1, keepdims=True)
+        tau = np.exp(logf - top)
+        total = np.sum(tau, axis=1, keepdims=True)
+        log_likelihood += float(np.sum(np.log(total) + top))
+        tau /= total
         u = np.einsum("kab,nkb->nka", precisions, block[:, None, :] - means[None])
-        g_cov = (lay.half * (u[..., pa] * u[..., pb] - precisions[:, pa, pb][None])) @ lay.reduce
+        g_cov = lay.half * (u[..., pa] * u[..., pb] - precisions[:, pa, pb][None])
+        if spherical:
+            g_cov = g_cov @ lay.reduce
         tau_u = tau[:, :, None] * u
         resp_sum += tau.sum(axis=0)
         first += tau_u.sum(axis=0)
-        second += np.einsum("nka,nkb->kab", tau_u, u)
+        second += np.matmul(tau_u.transpose(1, 2, 0), u.transpose(1, 0, 2))
         s = scores[:m]
-        s[:, lay.weight_index] = tau @ weight_grad
-        s[:, lay.mean_index.ravel()] = tau_u.reshape(m, -1)
+        s[:, weight_cols] = tau @ weight_grad
+        s[:, mean_cols] = tau_u.reshape(m, -1)
         if tied:
-            s[:, lay.cov_index[0]] = np.einsum("nk,nkq->nq", tau, g_cov)
+            s[:, cov_cols] = np.einsum("nk,nkq->nq", tau, g_cov)
         else:
-            s[:, lay.cov_index.ravel()] = (tau[:, :, None] * g_cov).reshape(m, -1)
+            s[:, cov_cols] = (tau[:, :, None] * g_cov).reshape(m, -1)
         score += s.sum(axis=0)
         # sum_i s_i s_i^T: upper triangle by BLAS syrk, no copy (s.T is Fortran-ordered).
         outer = dsyrk(1.0, s.T, beta=1.0, c=outer, overwrite_c=1)
@@ -368,7 +378,7 @@ def information_terms(
                 [np.broadcast_to(weight_grad[c], (m, k - 1)), u[:, c], g_cov[:, c]], axis=1
             )
             g *= root[:, c, None]
-            within[c] += g.T @ g
+            within[c] = dsyrk(1.0, g.T, beta=1.0, c=within[c], overwrite_c=1)
 
     outer = np.triu(outer) + np.triu(outer, 1).T
     hessian = -outer
@@ -378,7 +388,7 @@ def information_terms(
     hessian[np.ix_(w_idx, w_idx)] -= resp_sum[-1] / weights[-1] ** 2
     for c in range(k):
         idx = own[c]
-        hessian[np.ix_(idx, idx)] += within[c]
+        hessian[np.ix_(idx, idx)] += np.triu(within[c]) + np.triu(within[c], 1).T
         m_idx, c_idx, prec = lay.mean_index[c], lay.cov_index[c], precisions[c]
         hessian[np.ix_(m_idx, m_idx)] -= resp_sum[c] * prec
         v = first[c]
