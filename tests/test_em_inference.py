@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -225,6 +226,28 @@ def test_one_gaussian_has_the_textbook_standard_errors():
     np.testing.assert_allclose(
         errors.se, [0.0, np.sqrt(variance / 500), variance * np.sqrt(2 / 500)], rtol=1e-8
     )
+    # The lone weight is the constant 1: a point interval on either scale.
+    for scale in ("natural", "transformed"):
+        intervals = errors.interval(0.95, scale=scale)
+        assert intervals.lower[0] == intervals.upper[0] == 1.0
+
+
+def test_scores_are_accumulated_in_blocks_not_held_for_every_row():
+    rng = np.random.default_rng(14)
+    n, d, k = 100_000, 5, 4
+    X = rng.normal(size=(n, d))
+    weights = np.full(k, 1 / k)
+    means = rng.normal(size=(k, d))
+    prec_chol = precisions_cholesky_from_covariances(np.stack([np.eye(d)] * k), "full")
+    n_free = n_parameters(k, d, "full")
+    tracemalloc.start()
+    information_terms(
+        X, weights=weights, means=means, precisions_cholesky=prec_chol, covariance_type="full"
+    )
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    all_rows = n * n_free * 8  # 66 MB for the (n, P) score matrix alone
+    assert peak < 0.6 * all_rows, (peak, all_rows)
 
 
 def _specified_data(covariance_type: str, n: int, seed: int) -> np.ndarray:
