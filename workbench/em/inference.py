@@ -329,7 +329,9 @@ def standard_errors(
     Parameters
     ----------
     model : GaussianMixture
-        Fitted (ideally to convergence: the formulas hold at a maximum of the likelihood).
+        Fitted (ideally to convergence: the formulas hold at a maximum of the likelihood),
+        without ``sample_weight``: the estimator does not record weights, and these are
+        the standard errors of an unweighted fit.
     X : array-like of shape (n_samples, n_features)
         The data it was fitted on.
     method : {'hessian', 'opg', 'sandwich'}, default='hessian'
