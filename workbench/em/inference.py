@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+from joblib import Parallel, delayed
 from numpy.typing import ArrayLike
 from scipy.special import expit, logit
 from scipy.stats import norm
@@ -464,8 +466,33 @@ def wald_intervals(
 # ---------------------------------------------------------------------------- bootstrap
 
 
-def _resample(kind: str, X: np.ndarray, fit: MixtureParams, gen: np.random.Generator):
+class _Problem(NamedTuple):
+    """What every refit of one bootstrap shares (sent once to each worker)."""
+
+    X: np.ndarray
+    kind: str
+    fit: MixtureParams
+    covariances: np.ndarray  # the fit's, in the shape of its covariance type
+    covariance_type: str
+    reg_covar: float
+    tol: float
+    max_iter: int
+    max_redraws: int
+
+
+class _Share(NamedTuple):
+    """One worker's refits, in draw order."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    n_iter: np.ndarray
+    failure_reasons: list[str]
+
+
+def _resample(problem: _Problem, gen: np.random.Generator):
     """One bootstrap data set: ``(X, sample_weight or None)``."""
+    X, kind = problem.X, problem.kind
     n = X.shape[0]
     if kind == "nonparametric":
         # Multinomial counts as weights: the same likelihood as the resampled rows.
@@ -473,39 +500,31 @@ def _resample(kind: str, X: np.ndarray, fit: MixtureParams, gen: np.random.Gener
     if kind == "weighted":
         weights = gen.standard_exponential(n)  # Gamma(1) draws: Dirichlet(1) once scaled
         return X, weights * (n / np.sum(weights))
-    simulated, _ = sample(fit, n, rng=gen)
+    simulated, _ = sample(problem.fit, n, rng=gen)
     return np.ascontiguousarray(simulated), None
 
 
-def _run_draws(
-    generators: list[np.random.Generator],
-    X: np.ndarray,
-    *,
-    kind: str,
-    start: dict,
-    fit: MixtureParams,
-    reg_covar: float,
-    tol: float,
-    max_iter: int,
-    max_redraws: int,
-):
-    """Refits for a list of per-draw generators (one worker's share)."""
-    k, d = fit.means.shape
+def _run_draws(problem: _Problem, generators: list[np.random.Generator], first: int) -> _Share:
+    """Refits for draws ``first, first + 1, ...``, one generator each."""
+    k, d = problem.fit.means.shape
     size = len(generators)
     weights, means = np.empty((size, k)), np.empty((size, k, d))
     covariances, n_iter = np.empty((size, k, d, d)), np.empty(size, dtype=np.int64)
     reasons: list[str] = []
-    floor = variance_floor(X)
+    floor = variance_floor(problem.X)
     for b, gen in enumerate(generators):
-        for _attempt in range(max_redraws + 1):
-            data, sample_weight = _resample(kind, X, fit, gen)
+        for _attempt in range(problem.max_redraws + 1):
+            data, sample_weight = _resample(problem, gen)
             result = refit(
                 data,
-                **start,
-                reg_covar=reg_covar,
-                tol=tol,
-                max_iter=max_iter,
-                floor=floor if data is X else variance_floor(data),
+                weights=problem.fit.weights,
+                means=problem.fit.means,
+                covariances=problem.covariances,
+                covariance_type=problem.covariance_type,
+                reg_covar=problem.reg_covar,
+                tol=problem.tol,
+                max_iter=problem.max_iter,
+                floor=floor if data is problem.X else variance_floor(data),
                 sample_weight=sample_weight,
             )
             if result.status == 0:
@@ -513,13 +532,13 @@ def _run_draws(
             reasons.append(STATUS_NAMES[result.status])
         else:
             raise ValueError(
-                f"bootstrap draw {b} failed {max_redraws + 1} times in a row (last: "
-                f"{reasons[-1]}); the fit is too fragile for a {kind} bootstrap. Increase "
-                "max_iter or reg_covar, or fit fewer components"
+                f"bootstrap draw {first + b} failed {problem.max_redraws + 1} times in a row "
+                f"(last: {reasons[-1]}); the fit is too fragile for a {problem.kind} "
+                "bootstrap. Increase max_iter or reg_covar, or fit fewer components"
             )
         weights[b], means[b], covariances[b] = result.weights, result.means, result.covariances
         n_iter[b] = result.n_iter
-    return weights, means, covariances, n_iter, reasons
+    return _Share(weights, means, covariances, n_iter, reasons)
 
 
 def label_mismatches(
@@ -600,33 +619,31 @@ def bootstrap(
         raise ValueError(f"n_jobs={n_jobs!r} must be an integer >= 1")
     X = _checked(model, X)
     fit = model.to_params()
-    start = dict(
-        weights=fit.weights,
-        means=fit.means,
-        covariances=np.asarray(model.covariances_, dtype=np.float64),
-        covariance_type=model.covariance_type,
+    problem = _Problem(
+        X,
+        kind,
+        fit,
+        np.asarray(model.covariances_, dtype=np.float64),
+        model.covariance_type,
+        model.reg_covar,
+        tol,
+        max_iter,
+        max_redraws,
     )
     generators = np.random.default_rng(rng).spawn(int(n_boot))
-    options = dict(
-        kind=kind,
-        start=start,
-        fit=fit,
-        reg_covar=model.reg_covar,
-        tol=tol,
-        max_iter=max_iter,
-        max_redraws=max_redraws,
-    )
     if n_jobs == 1:
-        parts = [_run_draws(generators, X, **options)]
+        shares = [_run_draws(problem, generators, 0)]
     else:
-        from joblib import Parallel, delayed
-
-        shares = [list(s) for s in np.array_split(np.array(generators, dtype=object), n_jobs)]
-        parts = Parallel(n_jobs=n_jobs)(
-            delayed(_run_draws)(share, X, **options) for share in shares if share
+        bounds = np.linspace(0, len(generators), min(n_jobs, len(generators)) + 1).astype(int)
+        shares = Parallel(n_jobs=n_jobs)(
+            delayed(_run_draws)(problem, generators[a:b], int(a))
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
         )
-    weights, means, covariances, n_iter = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    reasons = tuple(r for p in parts for r in p[4])
+    weights = np.concatenate([s.weights for s in shares])
+    means = np.concatenate([s.means for s in shares])
+    covariances = np.concatenate([s.covariances for s in shares])
+    n_iter = np.concatenate([s.n_iter for s in shares])
+    reasons = tuple(r for s in shares for r in s.failure_reasons)
     mismatch = label_mismatches(weights, means, covariances, fit)
     k, d = fit.means.shape
     return BootstrapResult(
