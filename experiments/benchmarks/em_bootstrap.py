@@ -22,26 +22,26 @@ Run from the repository root::
 Goals (issue 10): bootstrap <= 3 s and >= 10x scikit-learn; SEs <= 20 ms at the small case,
 <= 10 s and <= 1 GiB at the large one.
 
-A run on 2026-12-02, on this 2-core machine shared with other sessions (load average 11-14,
-so absolute times are inflated; the ratio is measured side by side)::
+A run on 2026-12-02, on this 2-core machine shared with other sessions (load average about
+10, so absolute times are inflated; the ratio is measured side by side)::
 
-    load average 14.4 on 2 cores
+    load average 10.2 on 2 cores
 
     999 nonparametric bootstrap refits, (n=500, d=2, K=3, full), one thread:
-      workbench bootstrap()                                  2.35 s   goal <= 3 s     ok
-      scikit-learn, started from the fit                    30.78 s   goal            ok
-      speed-up (same run)                                     13.1x   goal >= 10x     ok
+      workbench bootstrap()                                  1.03 s   goal <= 3 s     ok
+      scikit-learn, started from the fit                    20.67 s   goal            ok
+      speed-up (same run)                                     20.1x   goal >= 10x     ok
       mean EM iterations per refit 13.1; label mismatches 0;
       largest |ours - scikit-learn| over all draws 1.7e-14
 
     Analytic SEs (sandwich), (n=500, d=2, K=3, full; 17 free parameters):
-      median of 50                                           6.3 ms   goal <= 20 ms   ok
+      median of 50                                           6.9 ms   goal <= 20 ms   ok
 
     Analytic SEs (sandwich), (n=1e5, d=10, K=8, full; 528 reported parameters),
     1 BLAS thread(s):
-      time                                                   7.52 s   goal <= 10 s    ok
+      time                                                   4.65 s   goal <= 10 s    ok
       peak numpy memory (tracemalloc)                        21 MiB   goal <= 1024 MiB ok
-      rise of peak resident memory (VmHWM)                   24 MiB   goal <= 1024 MiB ok
+      rise of peak resident memory (VmHWM)                   23 MiB   goal <= 1024 MiB ok
       (the data alone: 8 MiB)
 """
 
