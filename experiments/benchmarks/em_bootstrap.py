@@ -43,6 +43,10 @@ A run on 2026-12-02, on this 2-core machine shared with other sessions (load ave
       peak numpy memory (tracemalloc)                        21 MiB   goal <= 1024 MiB ok
       rise of peak resident memory (VmHWM)                   23 MiB   goal <= 1024 MiB ok
       (the data alone: 8 MiB)
+
+With ``--blas-threads 2`` in the same conditions the large case took 20.9 s: OpenBLAS's
+second thread competing with other processes for two cores costs far more than it gives.
+On a quiet machine two threads should help; under load, limit BLAS to one thread.
 """
 
 from __future__ import annotations
