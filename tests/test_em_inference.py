@@ -126,7 +126,7 @@ def test_names_and_flattening_match_the_metrics(k, d, random_covariances):
     weights = rng.dirichlet(np.ones(k))
     means = rng.normal(size=(k, d))
     covs = random_covariances(rng, "full", k, d)
-    assert list(reported_names(k, d)) == parameter_names(k, d)[0]
+    assert list(reported_names(k, d)) == [p.name for p in parameter_names(k, d)]
     np.testing.assert_array_equal(
         flatten_dense(weights, means, covs), flatten_parameters(weights, means, covs)
     )

@@ -138,7 +138,7 @@ def test_bootstrap_record_and_determinism(kind):
     gm = _fit(X, 3)
     result = bootstrap(gm, X, kind=kind, n_boot=40, rng=np.random.default_rng(6))
     assert isinstance(result, BootstrapResult)
-    assert result.names == tuple(parameter_names(3, 2)[0])
+    assert result.names == tuple(p.name for p in parameter_names(3, 2))
     assert result.draws.shape == (40, len(result.names)) and result.n_boot == 40
     assert result.kind == kind and result.n_failed == 0 and result.n_label_mismatches == 0
     assert np.all(result.n_iter >= 2)

@@ -51,6 +51,7 @@ from scipy.stats import norm
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
+from workbench._validation import check_choice, check_int, check_real
 from workbench.align import align_draws
 from workbench.em._bootstrap import STATUS_NAMES, refit
 from workbench.em._estimator import GaussianMixture
@@ -89,15 +90,8 @@ BOOTSTRAP_KINDS: tuple[str, ...] = ("nonparametric", "parametric", "weighted")
 BOOTSTRAP_INTERVALS: tuple[str, ...] = ("percentile", "basic")
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not supported; use one of {', '.join(allowed)}")
-
-
-def _level(level: float) -> float:
-    if not (isinstance(level, int | float) and 0 < level < 1):
-        raise ValueError(f"level={level!r} must be a number in (0, 1)")
-    return float(level)
+def _level(level: object) -> float:
+    return check_real("level", level, above=0.0, below=1.0)
 
 
 @dataclass(frozen=True)
@@ -252,11 +246,13 @@ class BootstrapResult:
 
 def _checked(model: GaussianMixture, X: ArrayLike) -> np.ndarray:
     check_is_fitted(model)
-    X = check_array(X, dtype=np.float64, order="C")
+    data: np.ndarray = check_array(X, dtype=np.float64, order="C")
     n_features = model.means_.shape[1]
-    if X.shape[1] != n_features:
-        raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {n_features}")
-    return X
+    if data.shape[1] != n_features:
+        raise ValueError(
+            f"X has {data.shape[1]} features, but the model was fitted with {n_features}"
+        )
+    return data
 
 
 def _estimates(model: GaussianMixture) -> np.ndarray:
@@ -364,7 +360,7 @@ def standard_errors(
     >>> bool(np.isclose(errors.se[0], errors.se[1]))  # the two weights move together
     True
     """
-    _choice("method", method, SE_METHODS)
+    check_choice("method", method, SE_METHODS)
     X = _checked(model, X)
     m = _moments(model, X)
     k, d = model.means_.shape
@@ -443,7 +439,7 @@ def wald_intervals(
     -------
     ConfidenceIntervals
     """
-    _choice("scale", scale, WALD_SCALES)
+    check_choice("scale", scale, WALD_SCALES)
     level = _level(level)
     z = float(norm.ppf(0.5 + level / 2))
     est, se = errors.estimates, errors.se
@@ -612,11 +608,12 @@ def bootstrap(
     ValueError
         If one draw fails more than ``max_redraws`` times in a row.
     """
-    _choice("kind", kind, BOOTSTRAP_KINDS)
-    if not (isinstance(n_boot, int | np.integer) and n_boot >= 2):
-        raise ValueError(f"n_boot={n_boot!r} must be an integer >= 2")
-    if not (isinstance(n_jobs, int | np.integer) and n_jobs >= 1):
-        raise ValueError(f"n_jobs={n_jobs!r} must be an integer >= 1")
+    check_choice("kind", kind, BOOTSTRAP_KINDS)
+    n_boot = check_int("n_boot", n_boot, minimum=2)
+    n_jobs = check_int("n_jobs", n_jobs, minimum=1)
+    max_iter = check_int("max_iter", max_iter, minimum=1)
+    max_redraws = check_int("max_redraws", max_redraws, minimum=0)
+    tol = check_real("tol", tol, at_least=0.0)
     X = _checked(model, X)
     fit = model.to_params()
     problem = _Problem(
@@ -677,7 +674,7 @@ def bootstrap_intervals(
     -------
     ConfidenceIntervals
     """
-    _choice("method", method, BOOTSTRAP_INTERVALS)
+    check_choice("method", method, BOOTSTRAP_INTERVALS)
     level = _level(level)
     low, high = np.quantile(result.draws, [0.5 - level / 2, 0.5 + level / 2], axis=0)
     est = result.estimates
