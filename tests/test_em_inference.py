@@ -12,10 +12,8 @@ from sklearn.exceptions import NotFittedError
 import workbench.em.inference as inference_module
 from workbench.em import GaussianMixture
 from workbench.em._information import (
-    flatten_dense,
     information_terms,
     layout,
-    reported_names,
 )
 from workbench.em.inference import (
     ObservedInformation,
@@ -24,10 +22,10 @@ from workbench.em.inference import (
     standard_errors,
     wald_intervals,
 )
-from workbench.metrics import flatten_parameters, parameter_names
 from workbench.mixture import (
     COVARIANCE_TYPES,
     MixtureParams,
+    flatten_parameters,
     log_prob,
     n_parameters,
     precisions_cholesky_from_covariances,
@@ -118,18 +116,6 @@ def _fit(X, k, covariance_type="full", **kwargs):
 
 
 # ------------------------------------------------------------------------ names and shapes
-
-
-@pytest.mark.parametrize(("k", "d"), [(1, 1), (2, 3), (4, 2)])
-def test_names_and_flattening_match_the_metrics(k, d, random_covariances):
-    rng = np.random.default_rng(k * 10 + d)
-    weights = rng.dirichlet(np.ones(k))
-    means = rng.normal(size=(k, d))
-    covs = random_covariances(rng, "full", k, d)
-    assert list(reported_names(k, d)) == [p.name for p in parameter_names(k, d)]
-    np.testing.assert_array_equal(
-        flatten_dense(weights, means, covs), flatten_parameters(weights, means, covs)
-    )
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

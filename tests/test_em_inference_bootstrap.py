@@ -17,8 +17,7 @@ from workbench.em.inference import (
     label_mismatches,
     standard_errors,
 )
-from workbench.metrics import parameter_names
-from workbench.mixture import COVARIANCE_TYPES, MixtureParams, to_full_covariances
+from workbench.mixture import COVARIANCE_TYPES, MixtureParams, parameter_names, to_full_covariances
 from workbench.simulate import Scenario, simulate
 
 

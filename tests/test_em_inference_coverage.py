@@ -25,8 +25,7 @@ from scipy.stats import norm
 from workbench.align import align_to_reference
 from workbench.em import GaussianMixture
 from workbench.em.inference import standard_errors
-from workbench.metrics import flatten_parameters
-from workbench.mixture import sample
+from workbench.mixture import flatten_parameters, sample
 from workbench.simulate import Scenario, simulate
 
 N_REPLICATIONS = 1500

@@ -8,13 +8,11 @@ from sklearn.metrics import adjusted_rand_score
 
 from workbench.metrics import (
     central_interval,
-    flatten_parameters,
     hdi_interval,
-    parameter_names,
     score_point_estimate,
     score_posterior,
 )
-from workbench.mixture import MixtureParams, log_prob
+from workbench.mixture import MixtureParams, flatten_parameters, log_prob, parameter_names
 from workbench.simulate import Scenario, simulate
 
 REQUIRED_METRICS = {

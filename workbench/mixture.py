@@ -20,7 +20,7 @@ Precisions are stored as the upper-triangular factor ``U`` with ``precision = U 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from scipy.special import logsumexp, softmax
@@ -343,3 +343,71 @@ class MixtureParams:
         with np.errstate(divide="ignore"):
             log_weights = np.log(self.weights)
         return component_log_prob(X, self.means, prec_chol, "full") + log_weights
+
+
+class ParameterName(NamedTuple):
+    """One scalar parameter of a mixture: its stored name and where it sits.
+
+    Attributes
+    ----------
+    name : str
+        ``"weight[k]"``, ``"mean[k,j]"`` or ``"cov[k,i,j]"`` (``i <= j``).
+    kind : {'weight', 'mean', 'covariance'}
+    component : int
+        ``k``.
+    position : tuple of int
+        ``()`` for a weight, ``(j,)`` for a mean, ``(i, j)`` for a covariance entry.
+    """
+
+    name: str
+    kind: str
+    component: int
+    # Not ``index``: that would shadow ``tuple.index``.
+    position: tuple[int, ...]
+
+
+def parameter_names(n_components: int, n_features: int) -> list[ParameterName]:
+    """The scalar parameters of a mixture, in the order of :func:`flatten_parameters`.
+
+    Returns
+    -------
+    list of ParameterName, of length ``K + K d + K d (d + 1) / 2``
+    """
+    k, d = n_components, n_features
+    iu, ju = np.triu_indices(d)
+    names = [ParameterName(f"weight[{c}]", "weight", c, ()) for c in range(k)]
+    names += [ParameterName(f"mean[{c},{j}]", "mean", c, (j,)) for c in range(k) for j in range(d)]
+    names += [
+        ParameterName(f"cov[{c},{i},{j}]", "covariance", c, (int(i), int(j)))
+        for c in range(k)
+        for i, j in zip(iu, ju, strict=True)
+    ]
+    return names
+
+
+def flatten_parameters(
+    weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> np.ndarray:
+    """Stack mixture parameters into one vector per draw, in the order of :func:`parameter_names`.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (..., K)
+    means : ndarray of shape (..., K, d)
+    covariances : ndarray of shape (..., K, d, d)
+        Only the upper triangle is kept.
+
+    Returns
+    -------
+    ndarray of shape (..., K + K d + K d (d + 1) / 2)
+    """
+    lead = weights.shape[:-1]
+    iu, ju = np.triu_indices(means.shape[-1])
+    return np.concatenate(
+        [
+            weights,
+            means.reshape(*lead, -1),
+            covariances[..., iu, ju].reshape(*lead, -1),
+        ],
+        axis=-1,
+    )

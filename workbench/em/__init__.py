@@ -16,16 +16,36 @@ if TYPE_CHECKING:
     from workbench.em._estimator import EMHistory, GaussianMixture
     from workbench.em._kernels import SufficientStats, sufficient_statistics
     from workbench.em._steps import EMState, StepResult, em_step, m_step
+    from workbench.em.inference import (
+        BootstrapResult,
+        ConfidenceIntervals,
+        ObservedInformation,
+        StandardErrors,
+        bootstrap,
+        bootstrap_intervals,
+        observed_information,
+        standard_errors,
+        wald_intervals,
+    )
 
 __all__ = [
+    "BootstrapResult",
+    "ConfidenceIntervals",
     "EMHistory",
     "EMState",
     "GaussianMixture",
+    "ObservedInformation",
+    "StandardErrors",
     "StepResult",
     "SufficientStats",
+    "bootstrap",
+    "bootstrap_intervals",
     "em_step",
     "m_step",
+    "observed_information",
+    "standard_errors",
     "sufficient_statistics",
+    "wald_intervals",
 ]
 
 __getattr__ = lazy_getattr(
@@ -39,5 +59,19 @@ __getattr__ = lazy_getattr(
         "StepResult": "workbench.em._steps",
         "em_step": "workbench.em._steps",
         "m_step": "workbench.em._steps",
+        **{
+            name: "workbench.em.inference"
+            for name in (
+                "BootstrapResult",
+                "ConfidenceIntervals",
+                "ObservedInformation",
+                "StandardErrors",
+                "bootstrap",
+                "bootstrap_intervals",
+                "observed_information",
+                "standard_errors",
+                "wald_intervals",
+            )
+        },
     },
 )

@@ -54,10 +54,8 @@ __all__ = [
     "Layout",
     "Moments",
     "check_information",
-    "flatten_dense",
     "information_terms",
     "layout",
-    "reported_names",
     "reporting_jacobian",
 ]
 
@@ -183,45 +181,6 @@ def layout(n_components: int, n_features: int, covariance_type: str) -> Layout:
         reduce,
         half,
         tuple(names),
-    )
-
-
-def reported_names(n_components: int, n_features: int) -> tuple[str, ...]:
-    """Reported parameter names, in the order of ``workbench.metrics.parameter_names``.
-
-    ``metrics`` sits downstream of the EM core, so the order is restated here;
-    ``tests/test_em_inference.py`` checks that the two agree.
-
-    Returns
-    -------
-    tuple of str, of length ``K + K d + K d (d + 1) / 2``
-    """
-    k, d = n_components, n_features
-    iu, ju = np.triu_indices(d)
-    names = [f"weight[{c}]" for c in range(k)]
-    names += [f"mean[{c},{j}]" for c in range(k) for j in range(d)]
-    names += [f"cov[{c},{i},{j}]" for c in range(k) for i, j in zip(iu, ju, strict=True)]
-    return tuple(names)
-
-
-def flatten_dense(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
-    """Reported parameter vector(s) from dense parameters (order of :func:`reported_names`).
-
-    Parameters
-    ----------
-    weights : ndarray of shape (..., K)
-    means : ndarray of shape (..., K, d)
-    covariances : ndarray of shape (..., K, d, d)
-
-    Returns
-    -------
-    ndarray of shape (..., K + K d + K d (d + 1) / 2)
-    """
-    lead = weights.shape[:-1]
-    iu, ju = np.triu_indices(means.shape[-1])
-    return np.concatenate(
-        [weights, means.reshape(*lead, -1), covariances[..., iu, ju].reshape(*lead, -1)],
-        axis=-1,
     )
 
 

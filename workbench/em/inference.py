@@ -58,14 +58,12 @@ from workbench.em._estimator import GaussianMixture
 from workbench.em._information import (
     Layout,
     check_information,
-    flatten_dense,
     information_terms,
     layout,
-    reported_names,
     reporting_jacobian,
 )
 from workbench.em._steps import variance_floor
-from workbench.mixture import MixtureParams, sample
+from workbench.mixture import MixtureParams, flatten_parameters, parameter_names, sample
 
 __all__ = [
     "BOOTSTRAP_INTERVALS",
@@ -257,7 +255,7 @@ def _checked(model: GaussianMixture, X: ArrayLike) -> np.ndarray:
 
 def _estimates(model: GaussianMixture) -> np.ndarray:
     params = model.to_params()
-    return flatten_dense(params.weights, params.means, params.covariances)
+    return flatten_parameters(params.weights, params.means, params.covariances)
 
 
 def _moments(model: GaussianMixture, X: np.ndarray):
@@ -376,7 +374,7 @@ def standard_errors(
     covariance = 0.5 * (covariance + covariance.T)
     se = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
     return StandardErrors(
-        reported_names(k, d),
+        tuple(p.name for p in parameter_names(k, d)),
         _estimates(model),
         se,
         covariance,
@@ -644,9 +642,9 @@ def bootstrap(
     mismatch = label_mismatches(weights, means, covariances, fit)
     k, d = fit.means.shape
     return BootstrapResult(
-        reported_names(k, d),
-        flatten_dense(fit.weights, fit.means, fit.covariances),
-        flatten_dense(weights, means, covariances),
+        tuple(p.name for p in parameter_names(k, d)),
+        flatten_parameters(fit.weights, fit.means, fit.covariances),
+        flatten_parameters(weights, means, covariances),
         kind,
         n_iter,
         len(reasons),

@@ -13,8 +13,8 @@ from workbench.bayes import BayesFit, fit_bayes
 from workbench.bayes.options import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TUNE
 from workbench.em import GaussianMixture
 from workbench.em.options import WORKBENCH_N_INIT
-from workbench.metrics import central_interval, flatten_parameters, parameter_names
-from workbench.mixture import MixtureParams, log_prob
+from workbench.metrics import central_interval
+from workbench.mixture import MixtureParams, flatten_parameters, log_prob, parameter_names
 
 __all__ = ["RealDataFit", "fit_data"]
 

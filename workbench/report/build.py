@@ -34,8 +34,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from workbench.align import align_posterior
-from workbench.metrics import flatten_parameters, parameter_names
-from workbench.mixture import MixtureParams
+from workbench.mixture import MixtureParams, flatten_parameters, parameter_names
 from workbench.report import plots, tables
 from workbench.simulate import Scenario
 from workbench.study.locate import stored_study_directory
