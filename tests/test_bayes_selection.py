@@ -1,0 +1,139 @@
+"""Choosing K the Bayesian way: PSIS-LOO per K, stacking across K, and the sparse mixture.
+
+The fits are shared through module-scoped fixtures: two small 1-D models (K = 1, 2) for
+LOO, and one 2-D sparse mixture with K_max = 6 for the count of non-empty components.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from arviz_stats import loo
+
+from workbench.bayes import fit_bayes
+from workbench.bayes.loo import LooResult, loo_of_fit, pareto_k_threshold
+from workbench.bayes.sparse import SPARSE_CONCENTRATION, fit_sparse_mixture, occupied_counts
+from workbench.mixture import MixtureParams, sample
+from workbench.selection import compare_loo
+from workbench.simulate import Scenario, simulate
+
+pytestmark = pytest.mark.slow
+
+SAMPLING = {"chains": 2, "draws": 300, "tune": 300, "cores": 1}
+
+
+@pytest.fixture(scope="module")
+def one_d() -> np.ndarray:
+    truth = MixtureParams(
+        weights=np.array([0.5, 0.5]),
+        means=np.array([[-3.0], [3.0]]),
+        covariances=np.array([[[1.0]], [[1.0]]]),
+    )
+    return sample(truth, 120, rng=5)[0]
+
+
+@pytest.fixture(scope="module")
+def loo_fits(one_d):
+    return {
+        k: fit_bayes(one_d, k, covariance_type="diag", random_seed=k, **SAMPLING) for k in (1, 2)
+    }
+
+
+def test_loo_equals_arviz_stats_on_the_stored_log_likelihood(loo_fits):
+    fit = loo_fits[2]
+    ours = loo_of_fit(fit)
+    with warnings.catch_warnings():
+        # arviz_stats warns on purpose when a Pareto k is high; the count is compared below.
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+        theirs = loo(fit.idata, pointwise=True, var_name="x")
+    assert isinstance(ours, LooResult)
+    assert ours.elpd == pytest.approx(theirs.elpd, rel=1e-12)
+    assert ours.se == pytest.approx(theirs.se, rel=1e-12)
+    assert ours.p_loo == pytest.approx(theirs.p, rel=1e-12)
+    np.testing.assert_array_equal(ours.pareto_k, theirs.pareto_k.values)
+    assert ours.n_high_pareto_k == int(np.sum(theirs.pareto_k.values > theirs.good_k))
+    S = SAMPLING["chains"] * SAMPLING["draws"]
+    assert ours.n_samples == S and ours.n_data_points == 120
+    assert ours.pareto_k_threshold == theirs.good_k == pareto_k_threshold(S)
+    assert pareto_k_threshold(S) == pytest.approx(min(1 - 1 / np.log10(S), 0.7))
+    # elpd is a sum over observations of log predictive densities: it is below the
+    # in-sample log-likelihood at the posterior mean by roughly p_loo.
+    assert 0 < ours.p_loo < 10
+
+
+def test_stacking_comparison_prefers_the_true_k(loo_fits):
+    comparison = compare_loo(loo_fits)
+    table = comparison.table.set_index("n_components")
+    assert list(table.index) == [1, 2]
+    assert comparison.choice == 2 and comparison.stacking_choice == 2
+    assert table.loc[2, "rank"] == 0 and table.loc[2, "elpd_diff"] == 0
+    # Two components 6 sd apart: one Gaussian is far worse, by many standard errors.
+    assert table.loc[1, "elpd_diff"] < -5 * table.loc[1, "dse"]
+    assert table.loc[2, "stacking_weight"] > 0.9
+    assert table["stacking_weight"].sum() == pytest.approx(1.0)
+    for k, fit in loo_fits.items():
+        assert table.loc[k, "elpd"] == pytest.approx(loo_of_fit(fit).elpd, rel=1e-12)
+    assert comparison.n_high_pareto_k == table["n_high_pareto_k"].sum()
+
+
+def test_compare_loo_rejects_bad_input(loo_fits):
+    with pytest.raises(ValueError, match="at least two"):
+        compare_loo({2: loo_fits[2]})
+    with pytest.raises(ValueError, match="key 3 for a fit with 2 components"):
+        compare_loo({1: loo_fits[1], 3: loo_fits[2]})
+
+
+def test_occupied_counts_follow_the_responsibilities():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-10, 1, (50, 1)), rng.normal(10, 1, (50, 1))])
+    means = np.array([[[-10.0], [10.0], [50.0]], [[-10.0], [-9.0], [50.0]]])
+    covariances = np.ones((2, 3, 1, 1))
+    weights = np.array([[0.5, 0.5, 0.0], [0.5, 0.0, 0.5]])
+    # Draw 0: two filled components, the third has no weight. Draw 1: every row belongs
+    # to component 0 or 2 (component 1 has weight 0), and the rows at +10 are far closer
+    # to component 2 (at 50) than to 0 (at -10) -> two filled, whatever the draws.
+    counts = occupied_counts(X, weights, means, covariances, rng)
+    np.testing.assert_array_equal(counts, [2, 2])
+    one = occupied_counts(X, np.array([[1.0, 0.0, 0.0]]), means[:1], covariances[:1], rng)
+    np.testing.assert_array_equal(one, [1])
+
+
+@pytest.fixture(scope="module")
+def separated():
+    scenario = Scenario(n_components=3, n_features=2, n_train=300, n_test=1, overlap=0.001)
+    return simulate(scenario, 2026)
+
+
+@pytest.fixture(scope="module")
+def sparse(separated):
+    return fit_sparse_mixture(
+        separated.X_train,
+        6,
+        covariance_type="spherical",
+        true_components=3,
+        random_seed=3,
+        chains=2,
+        draws=500,
+        tune=500,
+        cores=1,
+    )
+
+
+def test_sparse_mixture_puts_its_mass_on_the_true_k(sparse):
+    assert sparse.concentration == SPARSE_CONCENTRATION
+    assert sparse.counts.shape == (2, 500)
+    assert sparse.posterior.shape == (7,) and sparse.posterior[0] == 0
+    assert sparse.posterior.sum() == pytest.approx(1.0)
+    assert sparse.mode == 3
+    assert sparse.prob_true == sparse.posterior[3] >= 0.9
+
+
+def test_sparse_mixture_rejects_bad_settings(separated):
+    with pytest.raises(ValueError, match="max_components=1 is not allowed"):
+        fit_sparse_mixture(separated.X_train, 1)
+    with pytest.raises(ValueError, match="true_components=7 is not allowed"):
+        fit_sparse_mixture(separated.X_train, 6, true_components=7)
+    with pytest.raises(ValueError, match="dirichlet_concentration=0 is not allowed"):
+        fit_sparse_mixture(separated.X_train, 6, concentration=0)
