@@ -173,11 +173,11 @@ def _bic_hits(overlap: float, replications: int, entropy: int) -> int:
 
 @pytest.mark.slow
 def test_bic_finds_three_well_separated_components():
-    # Overlap 0.001: an independent run (entropy 1234) found K=3 in 100 of 100
-    # replications, and 300 of 300 at other seeds; the one-sided 99.9% lower
-    # Clopper-Pearson bound from 400/400 is 0.001 ** (1 / 400) = 0.983. At that rate
-    # P(Binomial(100, 0.983) <= 94) is 0.006; at the observed rate (about 1) it is < 1e-6,
-    # so the threshold of 95 in 100 is below the rate by about 3 MCSEs.
+    # Overlap 0.001: independent runs (other seeds) found K=3 in 400 of 400 replications,
+    # so with 95% confidence the rate is >= 0.05 ** (1 / 400) = 0.9925 (one-sided
+    # Clopper-Pearson). At that rate P(Binomial(100, 0.9925) <= 94) = 1.1e-4 < 1/1000: the
+    # threshold of 95 in 100 sits 4.9 binomial MCSEs (sqrt(p (1 - p) / 100) = 0.0086)
+    # below the rate.
     hits = _bic_hits(0.001, REPLICATIONS, entropy=20261202)
     assert hits >= 95, hits
 
