@@ -19,8 +19,6 @@ from workbench.mixture import MixtureParams, sample
 from workbench.selection import compare_loo
 from workbench.simulate import Scenario, simulate
 
-pytestmark = pytest.mark.slow
-
 SAMPLING = {"chains": 2, "draws": 300, "tune": 300, "cores": 1}
 
 
@@ -41,6 +39,7 @@ def loo_fits(one_d):
     }
 
 
+@pytest.mark.slow
 def test_loo_equals_arviz_stats_on_the_stored_log_likelihood(loo_fits):
     fit = loo_fits[2]
     ours = loo_of_fit(fit)
@@ -63,6 +62,7 @@ def test_loo_equals_arviz_stats_on_the_stored_log_likelihood(loo_fits):
     assert 0 < ours.p_loo < 10
 
 
+@pytest.mark.slow
 def test_stacking_comparison_prefers_the_true_k(loo_fits):
     comparison = compare_loo(loo_fits)
     table = comparison.table.set_index("n_components")
@@ -78,6 +78,7 @@ def test_stacking_comparison_prefers_the_true_k(loo_fits):
     assert comparison.n_high_pareto_k == table["n_high_pareto_k"].sum()
 
 
+@pytest.mark.slow
 def test_compare_loo_rejects_bad_input(loo_fits):
     with pytest.raises(ValueError, match="at least two"):
         compare_loo({2: loo_fits[2]})
@@ -88,14 +89,14 @@ def test_compare_loo_rejects_bad_input(loo_fits):
 def test_occupied_counts_follow_the_responsibilities():
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(-10, 1, (50, 1)), rng.normal(10, 1, (50, 1))])
-    means = np.array([[[-10.0], [10.0], [50.0]], [[-10.0], [-9.0], [50.0]]])
+    means = np.array([[[-10.0], [10.0], [50.0]], [[-10.0], [10.0], [50.0]]])
     covariances = np.ones((2, 3, 1, 1))
     weights = np.array([[0.5, 0.5, 0.0], [0.5, 0.0, 0.5]])
-    # Draw 0: two filled components, the third has no weight. Draw 1: every row belongs
-    # to component 0 or 2 (component 1 has weight 0), and the rows at +10 are far closer
-    # to component 2 (at 50) than to 0 (at -10) -> two filled, whatever the draws.
+    # Draw 0: components at -10 and 10 hold the two clusters; the third has no weight.
+    # Draw 1: component 1 has no weight and component 2 (at 50) is 40 sd from every row,
+    # so each row goes to component 0 (at most 20 sd away): one filled component.
     counts = occupied_counts(X, weights, means, covariances, rng)
-    np.testing.assert_array_equal(counts, [2, 2])
+    np.testing.assert_array_equal(counts, [2, 1])
     one = occupied_counts(X, np.array([[1.0, 0.0, 0.0]]), means[:1], covariances[:1], rng)
     np.testing.assert_array_equal(one, [1])
 
@@ -121,6 +122,7 @@ def sparse(separated):
     )
 
 
+@pytest.mark.slow
 def test_sparse_mixture_puts_its_mass_on_the_true_k(sparse):
     assert sparse.concentration == SPARSE_CONCENTRATION
     assert sparse.counts.shape == (2, 500)

@@ -383,14 +383,12 @@ def select_components(
             f"every fit failed for components={list(ks)} and covariance_types={list(types)}; "
             f"last error: {table['error'].iloc[-1]}"
         )
+    type_order = ok["covariance_type"].map(types.index).to_numpy()
     choices = {}
     for name in wanted:
         column = CRITERIA[name].column
-        # Stable sort: ties go to the earlier row (smaller K, earlier covariance type).
-        order = ok.assign(_type=ok["covariance_type"].map(types.index)).sort_values(
-            [column, "n_components", "_type"], kind="stable"
-        )
-        top = order.iloc[0]
+        # Ties go to the smaller K, then the earlier covariance type.
+        top = ok.iloc[np.lexsort((type_order, ok["n_components"].to_numpy(), ok[column]))[0]]
         choices[name] = CriterionChoice(
             name, int(top["n_components"]), str(top["covariance_type"]), float(top[column])
         )
