@@ -15,6 +15,7 @@ from workbench.selection import (
     CRITERIA,
     TABLE_COLUMNS,
     ModelKey,
+    bootstrap_lrt,
     select_components,
 )
 from workbench.simulate import Scenario, simulate
@@ -199,3 +200,46 @@ def test_bic_is_right_less_often_as_overlap_grows():
     variance = p_bar * (1 - p_bar) * n * (np.sum(scores**2) - np.sum(scores) ** 2 / len(scores))
     z = numerator / math.sqrt(variance)
     assert z < stats.norm.ppf(0.001), (z, rates)
+
+
+# --------------------------------------------------------------------- bootstrap LRT
+
+
+@pytest.fixture(scope="module")
+def lrt(two_clusters):
+    return bootstrap_lrt(two_clusters, max_components=4, n_boot=19, random_state=0)
+
+
+def test_bootstrap_lrt_stops_at_the_true_k(lrt, two_clusters):
+    table = lrt.table.set_index("n_components")
+    # 1 vs 2 is rejected with the smallest possible p; 2 vs 3 is not, so testing stops.
+    assert list(table.index) == [1, 2]
+    assert table.loc[1, "p_value"] == pytest.approx(1 / 20)
+    assert table.loc[2, "p_value"] > lrt.level
+    assert lrt.choice == 2
+    one = select_components(two_clusters, components=[1, 2], random_state=0)
+    assert table.loc[1, "lrt"] > 100 and one.choices["bic"].n_components == 2
+
+
+def test_bootstrap_lrt_p_value_is_mclusts_formula(lrt):
+    for row in lrt.table.itertuples():
+        stats_b = lrt.replicates[row.n_components]
+        assert stats_b.size == row.n_boot - row.n_failed
+        expected = (1 + np.sum(stats_b >= row.lrt)) / (stats_b.size + 1)
+        assert row.p_value == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_components": 1}, "max_components=1 is not allowed"),
+        ({"max_components": 31}, r"max_components=31 .*\[2, n_samples=30\]"),
+        ({"n_boot": 0}, "n_boot=0 is not allowed"),
+        ({"level": 1.5}, "level=1.5 is not allowed"),
+        ({"covariance_type": "EEE"}, "'EEE'"),
+    ],
+)
+def test_bootstrap_lrt_bad_settings(kwargs, message):
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    with pytest.raises(ValueError, match=message):
+        bootstrap_lrt(X, **kwargs)

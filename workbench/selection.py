@@ -29,17 +29,19 @@ from threadpoolctl import threadpool_limits
 
 from workbench.em import GaussianMixture
 from workbench.em.criteria import information_criteria
-from workbench.mixture import COVARIANCE_TYPES, MixtureParams
+from workbench.mixture import COVARIANCE_TYPES, MixtureParams, sample
 
 if TYPE_CHECKING:
     from workbench.bayes.sampling import BayesFit
 
 __all__ = [
     "CRITERIA",
+    "BootstrapLRT",
     "CriterionChoice",
     "LooComparison",
     "ModelKey",
     "SelectionResult",
+    "bootstrap_lrt",
     "compare_loo",
     "select_components",
 ]
@@ -393,6 +395,135 @@ def select_components(
             name, int(top["n_components"]), str(top["covariance_type"]), float(top[column])
         )
     return SelectionResult(table=table, choices=choices, estimates=estimates)
+
+
+# ------------------------------------------------------------------ bootstrap LRT
+
+
+@dataclass(frozen=True)
+class BootstrapLRT:
+    """Sequential parametric-bootstrap likelihood-ratio tests of g against g + 1 components.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per test done: ``n_components`` (g), ``lrt`` (observed ``2 (loglik_{g+1} -
+        loglik_g)``), ``p_value`` ``= (1 + #{LRT* >= lrt}) / (n_ok + 1)``, ``n_boot`` and
+        ``n_failed`` (bootstrap replicates whose fits failed and were left out).
+    replicates : dict of int to ndarray of shape (n_ok,)
+        The bootstrap statistics LRT* of each g.
+    choice : int
+        The first g whose test does not reject at ``level`` (mclust's sequential rule); the
+        last g + 1 tested if every test rejects.
+    level : float
+    """
+
+    table: pd.DataFrame
+    replicates: dict[int, np.ndarray]
+    choice: int
+    level: float
+
+
+def bootstrap_lrt(
+    X: np.ndarray,
+    *,
+    max_components: int = 6,
+    covariance_type: str = "full",
+    n_boot: int = 99,
+    level: float = 0.05,
+    n_init: int = 3,
+    random_state: int | np.random.Generator | np.random.SeedSequence | None = None,
+    reg_covar: float = 1e-6,
+    max_iter: int = 200,
+) -> BootstrapLRT:
+    """mclust's ``mclustBootstrapLRT``: test g against g + 1 for g = 1, 2, ... in turn.
+
+    For each g, the observed statistic is ``2 (loglik_{g+1} - loglik_g)`` of the EM fits
+    (best of ``n_init`` starts, as in :func:`select_components`). ``n_boot`` datasets of
+    the same size are drawn from the fitted g-component mixture, both models are refitted
+    to each, and the p-value is ``(1 + #{LRT* >= observed}) / (n_ok + 1)``. Testing stops
+    at the first g that is not rejected at ``level``, or after g = ``max_components - 1``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    max_components : int >= 2, default 6
+        The largest g + 1 tested; at most ``n_samples``.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default 'full'
+    n_boot : int >= 1, default 99
+    level : float in (0, 1), default 0.05
+    n_init : int >= 1, default 3
+    random_state : int, numpy Generator, SeedSequence or None
+    reg_covar, max_iter
+        Passed to :class:`workbench.em.GaussianMixture`.
+
+    Returns
+    -------
+    BootstrapLRT
+
+    Raises
+    ------
+    ValueError
+        For bad settings (naming the value), or if a fit to ``X`` itself fails.
+    """
+    X = _checked_data(X)
+    n = X.shape[0]
+    if not _is_int(max_components) or not 2 <= max_components <= n:
+        raise _bad("max_components", max_components, f"use an integer in [2, n_samples={n}]")
+    (covariance_type,) = _checked_names("covariance_types", (covariance_type,), COVARIANCE_TYPES)
+    if not _is_int(n_boot) or n_boot < 1:
+        raise _bad("n_boot", n_boot, "use an integer >= 1")
+    if isinstance(level, bool) or not isinstance(level, float | int) or not 0 < level < 1:
+        raise _bad("level", level, "use a number in (0, 1)")
+    if not _is_int(n_init) or n_init < 1:
+        raise _bad("n_init", n_init, "use an integer >= 1")
+    entropy = _base_entropy(random_state)
+    options: dict[str, object] = {"n_init": 1, "reg_covar": reg_covar, "max_iter": max_iter}
+
+    def fit(data: np.ndarray, k: int, seed_key: tuple[int, ...]):
+        seeds = np.random.SeedSequence(entropy, spawn_key=seed_key).generate_state(n_init)
+        return _fit_row(data, ModelKey(k, covariance_type), seeds, options)
+
+    rows, replicates = [], {}
+    choice = max_components
+    threads = 1 if n < SINGLE_THREAD_ROWS else None
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        fits = {1: fit(X, 1, (0, 1))}
+        for g in range(1, max_components):
+            fits[g + 1] = fit(X, g + 1, (0, g + 1))
+            (smaller, params), (larger, _) = fits[g], fits[g + 1]
+            for row in (smaller, larger):
+                if row["failed"]:
+                    raise ValueError(
+                        f"the {row['n_components']}-component fit to X failed: {row['error']}"
+                    )
+            observed = 2.0 * (larger["loglik"] - smaller["loglik"])
+            stats, n_failed = [], 0
+            for b in range(n_boot):
+                rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(g, b)))
+                boot = sample(params, n, rng)[0]
+                small_b, _ = fit(boot, g, (g, b, 0))
+                large_b, _ = fit(boot, g + 1, (g, b, 1))
+                if small_b["failed"] or large_b["failed"]:
+                    n_failed += 1
+                    continue
+                stats.append(2.0 * (large_b["loglik"] - small_b["loglik"]))
+            stats = np.asarray(stats)
+            p_value = (1 + int(np.sum(stats >= observed))) / (stats.size + 1)
+            rows.append(
+                {
+                    "n_components": g,
+                    "lrt": observed,
+                    "p_value": p_value,
+                    "n_boot": n_boot,
+                    "n_failed": n_failed,
+                }
+            )
+            replicates[g] = stats
+            if p_value > level:
+                choice = g
+                break
+    return BootstrapLRT(pd.DataFrame(rows), replicates, choice, float(level))
 
 
 # ------------------------------------------------------------------------ Bayes: LOO
