@@ -139,3 +139,49 @@ def test_sparse_mixture_rejects_bad_settings(separated):
         fit_sparse_mixture(separated.X_train, 6, true_components=7)
     with pytest.raises(ValueError, match="dirichlet_concentration=0 is not allowed"):
         fit_sparse_mixture(separated.X_train, 6, concentration=0)
+
+
+def test_sparse_mixture_passes_its_prior_and_summarises_the_counts(monkeypatch, separated):
+    """Without sampling: a stand-in fit_bayes records its arguments and returns fixed draws."""
+    import workbench.bayes.sparse as sparse_module
+
+    X = separated.X_train
+    truth = separated.truth
+    seen = {}
+
+    def fake_fit_bayes(data, n_components, **kwargs):
+        seen.update(kwargs, n_components=n_components)
+        # 2 chains x 4 draws of a 6-component mixture: the truth's 3 components with
+        # weight, plus 3 far-away components; in the last draw of chain 1 one of those
+        # gets weight and sits on a cluster (4 filled).
+        far = truth.means.mean(axis=0) + 1e3
+        means = np.concatenate([truth.means, np.repeat(far[None], 3, axis=0)])
+        covs = np.concatenate([truth.covariances, np.repeat(np.eye(2)[None], 3, axis=0)])
+        weights = np.concatenate([truth.weights, np.zeros(3)])
+        W = np.broadcast_to(weights, (2, 4, 6)).copy()
+        M = np.broadcast_to(means, (2, 4, 6, 2)).copy()
+        C = np.broadcast_to(covs, (2, 4, 6, 2, 2)).copy()
+        W[1, 3] = np.concatenate([truth.weights * 0.5, [0.5, 0, 0]])
+        M[1, 3, 3] = truth.means[0]
+        fake = type("Fit", (), {})()
+        fake.weights = W
+        fake.flat_draws = lambda: (W.reshape(8, 6), M.reshape(8, 6, 2), C.reshape(8, 6, 2, 2))
+        return fake
+
+    monkeypatch.setattr(sparse_module, "fit_bayes", fake_fit_bayes)
+    result = fit_sparse_mixture(
+        X, 6, concentration=0.05, true_components=3, init=truth_padded(truth), random_seed=0
+    )
+    assert seen["n_components"] == 6
+    assert seen["priors"].dirichlet_concentration == 0.05
+    assert seen["init"] is seen["reference"]
+    np.testing.assert_array_equal(result.counts, [[3, 3, 3, 3], [3, 3, 3, 4]])
+    np.testing.assert_allclose(result.posterior, [0, 0, 0, 7 / 8, 1 / 8, 0, 0])
+    assert result.mode == 3 and result.prob_true == 7 / 8 and result.concentration == 0.05
+
+
+def truth_padded(truth: MixtureParams) -> MixtureParams:
+    """The truth plus three tiny components: a valid 6-component start."""
+    weights = np.concatenate([truth.weights * 0.97, np.full(3, 0.01)])
+    means = np.concatenate([truth.means, truth.means + 0.5])
+    return MixtureParams(weights, means, np.concatenate([truth.covariances] * 2))

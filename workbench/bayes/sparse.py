@@ -137,7 +137,10 @@ def fit_sparse_mixture(
         The true K, when known (simulations): sets ``prob_true``.
     init : MixtureParams with ``max_components`` components, optional
         Where the chains start. Default: the EM fit with ``max_components`` components
-        (see :func:`_overfitted_start`).
+        (best of 3 starts, collapsing components re-seeded). It overfits, splitting
+        clusters; the sparse prior then empties the superfluous components during
+        sampling. Starting there rather than at ``fit_bayes``'s data slices keeps every
+        chain inside the data, which the 2-D models need (see STACK-NOTES).
     priors : BayesPriors or mapping, optional
         Other prior settings, as for :func:`~workbench.bayes.sampling.fit_bayes`.
     sampler, chains, draws, tune, random_seed, cores
@@ -151,6 +154,14 @@ def fit_sparse_mixture(
     ------
     ValueError
         For bad settings, naming the value.
+
+    Notes
+    -----
+    Measured here (2 chains x 500 draws after 500 tuning steps, nutpie): on a
+    well-separated K = 3, d = 2, n = 500 dataset, ``max_components=6`` with full
+    covariances put 0.979 of its draws on 3 non-empty components (31 divergences;
+    compile 549 s and sampling 616 s on the loaded 2-core machine); the spherical model
+    on n = 300 (the test case) compiles and samples in about two minutes.
     """
     if isinstance(max_components, bool) or not isinstance(max_components, int | np.integer):
         raise ValueError(f"max_components={max_components!r} is not allowed; use an integer >= 2")
