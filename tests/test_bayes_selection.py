@@ -130,6 +130,8 @@ def test_sparse_mixture_puts_its_mass_on_the_true_k(sparse):
     assert sparse.posterior.sum() == pytest.approx(1.0)
     assert sparse.mode == 3
     assert sparse.prob_true == sparse.posterior[3] >= 0.9
+    # Each chain on its own agrees (the count is label-invariant, so this is a fair check).
+    assert (sparse.chain_posteriors[:, 3] >= 0.8).all()
 
 
 def test_sparse_mixture_rejects_bad_settings(separated):
@@ -177,6 +179,9 @@ def test_sparse_mixture_passes_its_prior_and_summarises_the_counts(monkeypatch, 
     assert seen["init"] is seen["reference"]
     np.testing.assert_array_equal(result.counts, [[3, 3, 3, 3], [3, 3, 3, 4]])
     np.testing.assert_allclose(result.posterior, [0, 0, 0, 7 / 8, 1 / 8, 0, 0])
+    np.testing.assert_allclose(
+        result.chain_posteriors, [[0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 3 / 4, 1 / 4, 0, 0]]
+    )
     assert result.mode == 3 and result.prob_true == 7 / 8 and result.concentration == 0.05
 
 

@@ -53,6 +53,9 @@ class SparseMixtureResult:
         Non-empty components in each draw (allocations drawn once per draw).
     posterior : ndarray of shape (max_components + 1,)
         ``posterior[k]`` = share of draws with ``k`` non-empty components (entry 0 is 0).
+    chain_posteriors : ndarray of shape (chains, max_components + 1)
+        The same per chain: a label-invariant convergence check (chains that disagree
+        on the count have not mixed between the numbers of clusters).
     mode : int
         The most frequent count (ties: the smaller count); the estimate of K.
     prob_true : float or None
@@ -64,6 +67,7 @@ class SparseMixtureResult:
     fit: BayesFit
     counts: np.ndarray
     posterior: np.ndarray
+    chain_posteriors: np.ndarray
     mode: int
     prob_true: float | None
     concentration: float
@@ -208,10 +212,14 @@ def fit_sparse_mixture(
     weights, means, covariances = fit.flat_draws()
     counts = occupied_counts(X, weights, means, covariances, rng).reshape(fit.weights.shape[:2])
     posterior = np.bincount(counts.ravel(), minlength=max_components + 1) / counts.size
+    chain_posteriors = np.stack(
+        [np.bincount(chain, minlength=max_components + 1) / chain.size for chain in counts]
+    )
     return SparseMixtureResult(
         fit=fit,
         counts=counts,
         posterior=posterior,
+        chain_posteriors=chain_posteriors,
         mode=int(np.argmax(posterior)),
         prob_true=None if true_components is None else float(posterior[true_components]),
         concentration=float(concentration),
