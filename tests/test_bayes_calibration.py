@@ -5,7 +5,8 @@ truth, so the whole rank -> thin -> test path is checked against a known answer.
 tests run SBC of the default 1-D model (K = 2, n = 100, 200 simulations, nutpie with 2
 chains x 200 draws after 200 tuning steps): it must pass, and the negative control (fit
 with a halved ``scale_prior``) must fail. Both runs share one compiled model; together
-they took about 4-5 minutes on a heavily loaded 2-core machine.
+they took 6.6 minutes of wall time (2 minutes of CPU) on a 2-core machine with a load
+average of 9, about 2 minutes on a quiet one.
 """
 
 import dataclasses
@@ -290,6 +291,9 @@ def test_a_truth_with_an_empty_component_is_fitted_and_ranked():
     assert not np.any(labels == 0)
     fit = fit_bayes(X, 2, priors=PRIORS, random_seed=7, **SBC_SETTINGS)
     ranks = sbc_ranks(truth, fit, rng=8)
+    assert ranks.quantities == sbc_quantity_names(2, 1, "full")[0]
+    assert (ranks.n_draws + 1) % 10 == 0 and ranks.n_draws <= ranks.total_draws
     assert np.all((ranks.ranks >= 0) & (ranks.ranks <= ranks.n_draws))
-    # The posterior weight of the empty component sits above the truth's 1e-6.
-    assert ranks.as_dict()["weight[0]"] == 0
+    # No rank is special-cased: an empty component's weight is ranked like any other (on
+    # the ordered labelling the empty component may sit on either side, so its posterior
+    # weight[0] is bimodal and its rank is not fixed).
