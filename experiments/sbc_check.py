@@ -19,7 +19,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-from workbench.bayes.calibration import run_sbc, sbc_check
+import numpy as np
+
+from workbench.bayes.calibration import RANK_BINS, rank_table, run_sbc, sbc_check
 from workbench.bayes.model import BayesPriors
 
 
@@ -64,9 +66,9 @@ def main() -> None:
         tune=args.tune,
     )
     seconds = time.perf_counter() - start
-    results = [s.ranks for s in simulations]
-    check = sbc_check(results)
-    kept = sorted(r.n_draws for r in results if r is not None)
+    table = rank_table([s.ranks for s in simulations])
+    check = sbc_check(table)
+    kept = np.sort(table.n_draws)
     print(
         f"{len(simulations)} simulations in {seconds:.0f} s; failed fits {check.n_failed}; "
         f"empty components in {sum(s.n_empty_components > 0 for s in simulations)}; "
@@ -80,8 +82,10 @@ def main() -> None:
         from workbench.report.calibration_plots import plot_rank_histograms, plot_sbc_ecdf
 
         args.figures.mkdir(parents=True, exist_ok=True)
-        plot_sbc_ecdf(results).savefig(args.figures / "sbc_ecdf.png", dpi=120)
-        plot_rank_histograms(results).savefig(args.figures / "sbc_ranks.png", dpi=120)
+        plot_sbc_ecdf(table).savefig(args.figures / "sbc_ecdf.png", dpi=120)
+        plot_rank_histograms(table, n_bins=RANK_BINS).savefig(
+            args.figures / "sbc_ranks.png", dpi=120
+        )
 
 
 if __name__ == "__main__":

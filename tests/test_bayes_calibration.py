@@ -21,6 +21,7 @@ from workbench.bayes import BayesFit, fit_bayes
 from workbench.bayes.calibration import (
     SBCRanks,
     kept_draw_count,
+    rank_table,
     rank_uniformity,
     run_sbc,
     sbc_check,
@@ -175,17 +176,17 @@ def _fake_sbc(n_sims: int, fit_priors: BayesPriors, data_from_truth: bool) -> li
 
 
 def test_check_passes_an_exact_posterior_and_flags_a_wrong_prior_and_ignored_data():
-    exact = sbc_check(_fake_sbc(250, PRIORS, data_from_truth=False))
-    assert exact.passed and exact.n_simulations == 250 and exact.n_failed == 0
+    exact = sbc_check(_fake_sbc(200, PRIORS, data_from_truth=False))
+    assert exact.passed and exact.n_simulations == 200 and exact.n_failed == 0
     assert [t.quantity for t in exact.tests] == list(sbc_quantity_names(2, 1, "full")[0])
     assert all(t.p_adjusted == min(1.0, 7 * t.p_value) for t in exact.tests)
 
-    narrow = sbc_check(_fake_sbc(250, dataclasses.replace(PRIORS, scale_prior=0.5), False))
+    narrow = sbc_check(_fake_sbc(200, dataclasses.replace(PRIORS, scale_prior=0.5), False))
     assert not narrow.passed
     assert {"cov[0,0,0]", "cov[1,0,0]"} <= set(narrow.flagged)
 
     # A "posterior" that ignores data drawn from the truth: only the log-likelihood sees it.
-    ignored = sbc_check(_fake_sbc(250, PRIORS, data_from_truth=True))
+    ignored = sbc_check(_fake_sbc(200, PRIORS, data_from_truth=True))
     assert ignored.flagged == ("loglik",)
 
 
@@ -193,6 +194,10 @@ def test_check_counts_failed_fits_and_fails():
     results = _fake_sbc(60, PRIORS, data_from_truth=False)
     check = sbc_check([*results, None], n_bins=5)
     assert check.n_failed == 1 and check.n_simulations == 60 and not check.passed
+    # The stacked table (what a store would hold) gives the same verdict.
+    table = rank_table([*results, None])
+    assert table.ranks.shape == (60, 7) and table.n_failed == 1
+    assert sbc_check(table, n_bins=5) == check
 
 
 @pytest.mark.parametrize(

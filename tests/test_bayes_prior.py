@@ -82,6 +82,14 @@ def test_exchangeable_draws_match_pymc_forward_draws_of_the_model(covariance_typ
     assert min(p_values) * len(p_values) > 1e-3, p_values
 
 
+def test_pymc_forward_draws_ignore_the_ordering():
+    """Why the draws are sorted here: PyMC's prior sampling skips the ordered transform
+    (pymc issue 7297). If this starts failing, PyMC draws ordered means itself."""
+    model = build_model(np.zeros((10, 1)) + np.arange(10)[:, None], 3, priors=_priors(1))
+    mu = pm.draw(model["mu"], draws=200, random_seed=9, mode="FAST_COMPILE")
+    assert np.any(np.diff(mu[:, :, 0], axis=1) < 0)
+
+
 @pytest.mark.parametrize(("covariance_type", "d"), [("tied", 2), ("spherical", 2), ("diag", 1)])
 def test_structure_of_each_covariance_type(covariance_type, d):
     draws = prior_draws(_priors(d), 3, d, covariance_type=covariance_type, size=50, rng=3)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from workbench.bayes.calibration import SBCRanks, sbc_quantity_names
+from workbench.bayes.calibration import SBCRanks, rank_table, sbc_quantity_names
 from workbench.report.calibration_plots import (
     fractional_ranks,
     plot_rank_histograms,
@@ -24,7 +24,7 @@ def _close_figures():
     plt.close("all")
 
 
-def _results(n: int, rng: np.random.Generator, *, skew_first: bool = False) -> list:
+def _table(n: int, rng: np.random.Generator, *, skew_first: bool = False):
     out = []
     for _ in range(n):
         L = int(rng.choice([9, 99, 199]))
@@ -32,7 +32,7 @@ def _results(n: int, rng: np.random.Generator, *, skew_first: bool = False) -> l
         if skew_first:
             ranks[0] = min(ranks[0], L // 4)  # all in the lowest quarter
         out.append(SBCRanks(NAMES, KINDS, ranks, L, 50.0, 400))
-    return out
+    return rank_table(out)
 
 
 def test_fractional_ranks_centre_each_rank_in_its_interval():
@@ -41,12 +41,12 @@ def test_fractional_ranks_centre_each_rank_in_its_interval():
         None,  # a failed fit is skipped
         SBCRanks(NAMES, KINDS, np.array([99, 0, 50, 0, 0, 0, 0]), 99, 120.0, 400),
     ]
-    pit = fractional_ranks(results)
+    table = rank_table(results)
+    assert table.n_failed == 1 and table.ranks.shape == (2, len(NAMES))
+    pit = fractional_ranks(table)
     assert list(pit.data_vars) == list(NAMES)
     assert np.allclose(pit["weight[0]"].values, [0.05, 99.5 / 100])
     assert np.allclose(pit["mean[0,0]"].values, [0.45, 0.505])
-    with pytest.raises(ValueError, match="no simulation has ranks"):
-        fractional_ranks([None])
 
 
 def _line_and_band(ax):
@@ -56,7 +56,7 @@ def _line_and_band(ax):
 
 
 def test_ecdf_difference_stays_in_the_band_for_uniform_ranks_and_leaves_it_for_skewed():
-    fig = plot_sbc_ecdf(_results(200, np.random.default_rng(0), skew_first=True))
+    fig = plot_sbc_ecdf(_table(200, np.random.default_rng(0), skew_first=True))
     axes = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in axes] == list(NAMES)
     y, low, high = _line_and_band(axes[0])
@@ -68,11 +68,10 @@ def test_ecdf_difference_stays_in_the_band_for_uniform_ranks_and_leaves_it_for_s
 
 
 def test_rank_histograms_count_the_bins_of_the_uniformity_test():
-    results = _results(100, np.random.default_rng(1))
-    fig = plot_rank_histograms(results, quantities=["loglik"], n_bins=5)
+    table = _table(100, np.random.default_rng(1))
+    fig = plot_rank_histograms(table, quantities=["loglik"], n_bins=5)
     (ax,) = [ax for ax in fig.axes if ax.get_title()]
     heights = [bar.get_height() for bar in ax.containers[0]]
-    ranks = np.array([r.ranks[-1] for r in results])
-    L = np.array([r.n_draws for r in results])
+    ranks, L = table.ranks[:, -1], table.n_draws
     assert heights == list(np.bincount(ranks * 5 // (L + 1), minlength=5))
     assert sum(heights) == 100

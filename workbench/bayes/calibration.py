@@ -75,11 +75,13 @@ from workbench.mixture import MixtureParams, log_prob, sample
 
 __all__ = [
     "RANK_BINS",
+    "RankTable",
     "SBCCheck",
     "SBCRanks",
     "SBCSimulation",
     "UniformityTest",
     "kept_draw_count",
+    "rank_table",
     "rank_uniformity",
     "run_sbc",
     "sbc_check",
@@ -124,6 +126,26 @@ class SBCRanks:
     def as_dict(self) -> dict[str, int]:
         """Rank of each quantity by name, e.g. for a results table."""
         return {q: int(r) for q, r in zip(self.quantities, self.ranks, strict=True)}
+
+
+class RankTable(NamedTuple):
+    """The ranks of many simulations of one model, stacked (e.g. for storing or plotting).
+
+    Attributes
+    ----------
+    quantities, kinds : tuple of str, length Q
+    ranks : ndarray of int, shape (n_simulations, Q)
+    n_draws : ndarray of int, shape (n_simulations,)
+        ``L`` of each simulation.
+    n_failed : int
+        Simulations without ranks (failed fits), left out of ``ranks``.
+    """
+
+    quantities: tuple[str, ...]
+    kinds: tuple[str, ...]
+    ranks: np.ndarray
+    n_draws: np.ndarray
+    n_failed: int
 
 
 class UniformityTest(NamedTuple):
@@ -418,8 +440,39 @@ def rank_uniformity(
     return float(result.statistic), float(result.pvalue)
 
 
+def rank_table(results: Sequence[SBCRanks | None]) -> RankTable:
+    """Stack the ranks of many simulations of one model.
+
+    Parameters
+    ----------
+    results : sequence of SBCRanks or None
+        ``None`` marks a failed fit; it is counted in ``n_failed``.
+
+    Returns
+    -------
+    RankTable
+
+    Raises
+    ------
+    ValueError
+        If no simulation has ranks, or they rank different quantities.
+    """
+    done = [r for r in results if r is not None]
+    if not done:
+        raise ValueError("no simulation has ranks; nothing to test")
+    if any(r.quantities != done[0].quantities for r in done):
+        raise ValueError("the simulations rank different quantities; check one model at a time")
+    return RankTable(
+        quantities=done[0].quantities,
+        kinds=done[0].kinds,
+        ranks=np.stack([r.ranks for r in done]),
+        n_draws=np.array([r.n_draws for r in done]),
+        n_failed=len(results) - len(done),
+    )
+
+
 def sbc_check(
-    results: Sequence[SBCRanks | None],
+    results: Sequence[SBCRanks | None] | RankTable,
     *,
     n_bins: int = RANK_BINS,
     alpha: float = 0.001,
@@ -428,7 +481,7 @@ def sbc_check(
 
     Parameters
     ----------
-    results : sequence of SBCRanks or None
+    results : sequence of SBCRanks or None, or RankTable
         One per simulation, all of the same model; ``None`` marks a failed fit.
     n_bins : int, default RANK_BINS
     alpha : float in (0, 1), default 0.001
@@ -445,37 +498,30 @@ def sbc_check(
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha!r} is not allowed; use a number in (0, 1)")
-    done = [r for r in results if r is not None]
-    if not done:
-        raise ValueError("no simulation has ranks; nothing to test")
-    names, kinds = done[0].quantities, done[0].kinds
-    if any(r.quantities != names for r in done):
-        raise ValueError("the simulations rank different quantities; check one model at a time")
-    ranks = np.stack([r.ranks for r in done])
-    n_draws = np.array([r.n_draws for r in done])
+    table = results if isinstance(results, RankTable) else rank_table(results)
+    n_simulations, n_quantities = table.ranks.shape
     tests = []
-    for q, (name, kind) in enumerate(zip(names, kinds, strict=True)):
-        statistic, p_value = rank_uniformity(ranks[:, q], n_draws, n_bins=n_bins)
+    for q, (name, kind) in enumerate(zip(table.quantities, table.kinds, strict=True)):
+        statistic, p_value = rank_uniformity(table.ranks[:, q], table.n_draws, n_bins=n_bins)
         tests.append(
             UniformityTest(
                 quantity=name,
                 kind=kind,
-                n_simulations=len(done),
+                n_simulations=n_simulations,
                 n_bins=n_bins,
                 statistic=statistic,
                 p_value=p_value,
-                p_adjusted=min(1.0, p_value * len(names)),
+                p_adjusted=min(1.0, p_value * n_quantities),
             )
         )
     flagged = tuple(t.quantity for t in tests if t.p_adjusted < alpha)
-    n_failed = len(results) - len(done)
     return SBCCheck(
         tests=tuple(tests),
-        n_simulations=len(done),
-        n_failed=n_failed,
+        n_simulations=n_simulations,
+        n_failed=table.n_failed,
         alpha=alpha,
         flagged=flagged,
-        passed=not flagged and n_failed == 0,
+        passed=not flagged and table.n_failed == 0,
     )
 
 

@@ -1,7 +1,8 @@
 """Plots of simulation-based calibration: ECDF differences with simultaneous bands, rank bins.
 
-Pure functions over the :class:`~workbench.bayes.calibration.SBCRanks` of one model's
-simulations; they fit nothing and return the object they drew.
+Pure functions over the stacked ranks of one model's simulations (a
+:class:`~workbench.bayes.calibration.RankTable`, or the same arrays read back from a
+store); they fit nothing and return the figure they drew.
 
 * :func:`plot_sbc_ecdf` -- the ECDF of each quantity's fractional ranks minus the uniform
   CDF, with 95% simultaneous bands (Säilynoja, Bürkner & Vehtari 2022) computed by
@@ -22,23 +23,14 @@ from arviz_stats.ecdf_utils import ecdf_pit
 from matplotlib.figure import Figure
 from scipy import stats
 
-from workbench.bayes.calibration import RANK_BINS, SBCRanks
+from workbench.bayes.calibration import RankTable
 
 __all__ = ["fractional_ranks", "plot_rank_histograms", "plot_sbc_ecdf"]
 
 SIMULATION = "simulation"
 
 
-def _completed(results: Sequence[SBCRanks | None]) -> list[SBCRanks]:
-    done = [r for r in results if r is not None]
-    if not done:
-        raise ValueError("no simulation has ranks; nothing to plot")
-    if any(r.quantities != done[0].quantities for r in done):
-        raise ValueError("the simulations rank different quantities; plot one model at a time")
-    return done
-
-
-def fractional_ranks(results: Sequence[SBCRanks | None]) -> xr.Dataset:
+def fractional_ranks(table: RankTable) -> xr.Dataset:
     """Ranks scaled to (0, 1): ``(rank + 0.5) / (L + 1)``, one variable per quantity.
 
     The scaling puts each of the ``L + 1`` possible ranks in the middle of its own
@@ -46,26 +38,23 @@ def fractional_ranks(results: Sequence[SBCRanks | None]) -> xr.Dataset:
 
     Parameters
     ----------
-    results : sequence of SBCRanks or None
-        ``None`` (a failed fit) is skipped.
+    table : RankTable
+        ``ranks`` of shape (n_simulations, Q), ``n_draws`` of shape (n_simulations,).
 
     Returns
     -------
     xarray.Dataset
         Variables named by the quantities, each of dims (simulation,).
     """
-    done = _completed(results)
-    ranks = np.stack([r.ranks for r in done])
-    n_draws = np.array([r.n_draws for r in done])[:, None]
-    pit = (ranks + 0.5) / (n_draws + 1)
+    pit = (np.asarray(table.ranks) + 0.5) / (np.asarray(table.n_draws)[:, None] + 1)
     return xr.Dataset(
-        {q: ((SIMULATION,), pit[:, i]) for i, q in enumerate(done[0].quantities)},
-        coords={SIMULATION: np.arange(len(done))},
+        {q: ((SIMULATION,), pit[:, i]) for i, q in enumerate(table.quantities)},
+        coords={SIMULATION: np.arange(pit.shape[0])},
     )
 
 
 def plot_sbc_ecdf(
-    results: Sequence[SBCRanks | None],
+    table: RankTable,
     *,
     quantities: Sequence[str] | None = None,
     envelope_prob: float = 0.95,
@@ -83,7 +72,7 @@ def plot_sbc_ecdf(
 
     Parameters
     ----------
-    results : sequence of SBCRanks or None
+    table : RankTable
     quantities : sequence of str, optional
         Default: all.
     envelope_prob : float, default 0.95
@@ -98,7 +87,7 @@ def plot_sbc_ecdf(
     matplotlib.figure.Figure
         One axis per quantity: the ECDF minus the uniform CDF (blue) and the band (grey).
     """
-    pit = fractional_ranks(results)
+    pit = fractional_ranks(table)
     names = list(pit.data_vars if quantities is None else quantities)
     rng = np.random.default_rng(rng)
     cols = min(4, len(names))
@@ -123,9 +112,9 @@ def plot_sbc_ecdf(
 
 
 def plot_rank_histograms(
-    results: Sequence[SBCRanks | None],
+    table: RankTable,
     *,
-    n_bins: int = RANK_BINS,
+    n_bins: int,
     quantities: Sequence[str] | None = None,
     prob: float = 0.99,
 ) -> Figure:
@@ -133,9 +122,10 @@ def plot_rank_histograms(
 
     Parameters
     ----------
-    results : sequence of SBCRanks or None
-        Computed with ``rank_bins`` a multiple of ``n_bins``.
-    n_bins : int, default RANK_BINS
+    table : RankTable
+        Ranks computed with ``rank_bins`` a multiple of ``n_bins``.
+    n_bins : int
+        The bins of the uniformity test (``sbc_check``'s ``n_bins``).
     quantities : sequence of str, optional
         Default: all.
     prob : float, default 0.99
@@ -147,13 +137,11 @@ def plot_rank_histograms(
     matplotlib.figure.Figure
         One axis per quantity.
     """
-    done = _completed(results)
-    names = list(done[0].quantities if quantities is None else quantities)
-    index = [done[0].quantities.index(q) for q in names]
-    ranks = np.stack([r.ranks for r in done])[:, index]
-    n_draws = np.array([r.n_draws for r in done])[:, None]
-    bins = ranks * n_bins // (n_draws + 1)
-    n = len(done)
+    names = list(table.quantities if quantities is None else quantities)
+    index = [table.quantities.index(q) for q in names]
+    ranks = np.asarray(table.ranks)[:, index]
+    bins = ranks * n_bins // (np.asarray(table.n_draws)[:, None] + 1)
+    n = ranks.shape[0]
     low, high = stats.binom(n, 1 / n_bins).interval(prob)
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
