@@ -239,6 +239,9 @@ def test_check_and_ranks_reject_bad_input():
     fit = prior_fit(rng.normal(size=(10, 1)), PRIORS, rng)
     with pytest.raises(ValueError, match="truth has 3 components and 1 features"):
         sbc_ranks(truth_from_prior(PRIORS, rng, K=3), fit)
+    truth = truth_from_prior(PRIORS, rng)
+    with pytest.raises(ValueError, match="are not increasing; SBC needs the ordered labelling"):
+        sbc_ranks(truth.permuted([1, 0]), fit)
 
 
 # --- SBC of the real fit ------------------------------------------------------------------

@@ -348,7 +348,8 @@ def sbc_ranks(
     Raises
     ------
     ValueError
-        If ``truth`` and the fit differ in K or d, or the fit has too few draws.
+        If ``truth`` and the fit differ in K or d, the truth's first mean coordinates
+        are not increasing, or the fit has too few draws.
     """
     rng = np.random.default_rng(rng)
     covariance_type = str(fit.diagnostics["covariance_type"])
@@ -361,6 +362,12 @@ def sbc_ranks(
         raise ValueError(
             f"truth has {truth.n_components} components and {truth.n_features} features; "
             f"the fit has {K} and {d}"
+        )
+    if np.any(np.diff(truth.means[:, 0]) < 0):
+        raise ValueError(
+            f"truth's first mean coordinates {truth.means[:, 0].tolist()} are not increasing; "
+            "SBC needs the ordered labelling of the model (sort the components jointly, as "
+            "draw_prior_mixture does)"
         )
     X = fit.idata["observed_data"]["x"].values
     loglik = fit.idata["log_likelihood"]["x"].values.sum(axis=-1)  # (chains, draws)
