@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.bayes.calibration import RANK_BINS, rank_table, run_sbc, sbc_check
-from workbench.bayes.model import BayesPriors
+from workbench.bayes.priors import BayesPriors
 
 
 def main() -> None:

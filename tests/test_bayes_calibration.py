@@ -29,8 +29,8 @@ from workbench.bayes.calibration import (
     sbc_quantity_names,
     sbc_ranks,
 )
-from workbench.bayes.model import BayesPriors
-from workbench.bayes.prior import prior_draws
+from workbench.bayes.prior_sampling import prior_draws
+from workbench.bayes.priors import BayesPriors
 from workbench.mixture import MixtureParams, n_parameters, sample
 
 pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS:UserWarning")

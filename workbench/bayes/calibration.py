@@ -14,7 +14,7 @@ mean coordinate increasing), named as in :func:`sbc_quantity_names`: ``weight[k]
 one ``tied`` matrix), and the derived quantity ``loglik``, the data log-likelihood
 ``sum_i log p(x_i | theta)``. A derived quantity that depends on the data makes SBC far more
 sensitive (Modrák et al. 2023). The truth is drawn from the ordered prior
-(:func:`workbench.bayes.prior.draw_prior_mixture`), so it is ranked against the *raw*
+(:func:`workbench.bayes.prior_sampling.draw_prior_mixture`), so it is ranked against the *raw*
 posterior (``fit.idata["posterior"]``), whose labels are the ordered transform's. The
 relabelled arrays of :class:`~workbench.bayes.sampling.BayesFit` are not used: Stephens'
 relabelling may permute draws away from the ordered labelling, which would make the
@@ -66,10 +66,13 @@ from typing import Any, NamedTuple
 
 import arviz as az
 import numpy as np
+import xarray as xr
 from scipy import stats
 
-from workbench.bayes.model import BayesPriors, _parametrisation
-from workbench.bayes.prior import draw_prior_mixture
+from workbench.bayes.diagnostics import BayesDiagnostics
+from workbench.bayes.model import _parametrisation
+from workbench.bayes.prior_sampling import draw_prior_mixture
+from workbench.bayes.priors import BayesPriors
 from workbench.bayes.sampling import BayesFit, SamplingError, fit_bayes
 from workbench.mixture import MixtureParams, log_prob, sample
 
@@ -200,7 +203,7 @@ class SBCSimulation(NamedTuple):
         ``None`` when the fit raised :class:`SamplingError`.
     error : str or None
         The error message of a failed fit.
-    diagnostics : dict
+    diagnostics : BayesDiagnostics
         The fit's diagnostics (empty for a failed fit).
     """
 
@@ -208,7 +211,7 @@ class SBCSimulation(NamedTuple):
     n_empty_components: int
     ranks: SBCRanks | None
     error: str | None
-    diagnostics: dict[str, Any]
+    diagnostics: BayesDiagnostics
 
 
 def sbc_quantity_names(
@@ -319,6 +322,12 @@ def _ess_bulk(values: np.ndarray) -> float:
     return float(np.nanmin(ess)) if np.isfinite(ess).any() else math.nan
 
 
+def _group(fit: BayesFit, name: str) -> xr.Dataset:
+    node = fit.idata[name]
+    assert isinstance(node, xr.DataTree), f"{name} is a group of BayesFit.idata"
+    return node.to_dataset()
+
+
 def sbc_ranks(
     truth: MixtureParams,
     fit: BayesFit,
@@ -332,7 +341,7 @@ def sbc_ranks(
     ----------
     truth : MixtureParams
         The mixture the data were drawn from, on the ordered labelling (as
-        :func:`~workbench.bayes.prior.draw_prior_mixture` returns it).
+        :func:`~workbench.bayes.prior_sampling.draw_prior_mixture` returns it).
     fit : BayesFit
         Of the data drawn from ``truth``; its raw posterior, observed data, pointwise
         log-likelihood and ``diagnostics['covariance_type']`` are read.
@@ -353,10 +362,10 @@ def sbc_ranks(
     """
     rng = np.random.default_rng(rng)
     covariance_type = str(fit.diagnostics["covariance_type"])
-    posterior = fit.idata["posterior"]
-    w = posterior["w"].values
-    mu = posterior["mu"].values
-    cov = posterior["cov"].values
+    posterior = _group(fit, "posterior")
+    w = posterior["w"].to_numpy()
+    mu = posterior["mu"].to_numpy()
+    cov = posterior["cov"].to_numpy()
     chains, draws, K, d = mu.shape
     if truth.means.shape != (K, d):
         raise ValueError(
@@ -369,8 +378,8 @@ def sbc_ranks(
             "SBC needs the ordered labelling of the model (sort the components jointly, as "
             "draw_prior_mixture does)"
         )
-    X = fit.idata["observed_data"]["x"].values
-    loglik = fit.idata["log_likelihood"]["x"].values.sum(axis=-1)  # (chains, draws)
+    X = _group(fit, "observed_data")["x"].to_numpy()
+    loglik = _group(fit, "log_likelihood")["x"].to_numpy().sum(axis=-1)  # (chains, draws)
     values = np.concatenate(
         [sbc_quantities(w, mu, cov, covariance_type), loglik[..., None]], axis=-1
     )
@@ -592,8 +601,8 @@ def run_sbc(
                 **fit_options,
             )
         except SamplingError as exc:
-            out.append(SBCSimulation(truth, n_empty, None, str(exc), {}))
+            out.append(SBCSimulation(truth, n_empty, None, str(exc), BayesDiagnostics()))
             continue
         ranks = sbc_ranks(truth, fit, rank_bins=rank_bins, rng=child)
-        out.append(SBCSimulation(truth, n_empty, ranks, None, dict(fit.diagnostics)))
+        out.append(SBCSimulation(truth, n_empty, ranks, None, fit.diagnostics))
     return tuple(out)

@@ -34,7 +34,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from workbench.bayes.model import BayesPriors, _parametrisation
+from workbench.bayes.model import _parametrisation
+from workbench.bayes.priors import BayesPriors
 from workbench.mixture import MixtureParams
 
 __all__ = [
@@ -262,7 +263,7 @@ def draw_prior_mixture(
 
     Examples
     --------
-    >>> from workbench.bayes.model import BayesPriors
+    >>> from workbench.bayes.priors import BayesPriors
     >>> priors = BayesPriors(mean_loc=0.0, mean_scale=2.0, scale_prior=1.0)
     >>> truth = draw_prior_mixture(priors, 3, 2, covariance_type="diag", rng=0)
     >>> truth.means.shape, bool(truth.means[0, 0] < truth.means[1, 0] < truth.means[2, 0])

@@ -8,13 +8,14 @@ import pytest
 from scipy import stats
 from scipy.special import betainc
 
-from workbench.bayes.model import BayesPriors, build_model
-from workbench.bayes.prior import (
+from workbench.bayes.model import build_model
+from workbench.bayes.prior_sampling import (
     draw_prior_mixture,
     fixed_hyperparameters,
     lkj_cholesky,
     prior_draws,
 )
+from workbench.bayes.priors import BayesPriors
 from workbench.mixture import MixtureParams, sample
 
 # PyTensor's C backend warns once that it found no BLAS; it is informational here.
