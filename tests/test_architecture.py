@@ -28,6 +28,7 @@ LAYERS = {
     "metrics": 2,
     "study": 3,
     "realdata": 3,
+    "selection": 3,
     "report": 4,
     "cli": 5,
 }

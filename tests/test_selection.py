@@ -104,7 +104,7 @@ def test_a_k_whose_fits_all_fail_is_recorded_and_the_others_go_on():
     table = result.table.set_index("n_components")
     assert list(table.index[table["failed"]]) == [4, 5]
     assert (table.loc[[4, 5], "n_failed_starts"] == 2).all()
-    assert table.loc[4, "error"].startswith("ValueError: Component")
+    assert table.loc[4, "error"].startswith("ValueError: Fitting the mixture model failed")
     assert "collapsed" in table.loc[4, "error"]
     assert math.isnan(table.loc[4, "bic"]) and table.loc[4, "seed"] is pd.NA
     assert not table.loc[[1, 2, 3], "failed"].any()

@@ -20,13 +20,14 @@ import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
+from workbench._validation import is_int
 from workbench.em import GaussianMixture
 from workbench.em.criteria import information_criteria
 from workbench.mixture import COVARIANCE_TYPES, MixtureParams, sample
@@ -134,10 +135,6 @@ def _bad(name: str, value: object, allowed: str) -> ValueError:
     return ValueError(f"{name}={value!r} is not allowed; {allowed}")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
 def _checked_components(components: Iterable[int], n_samples: int) -> tuple[int, ...]:
     try:
         values = tuple(components)
@@ -146,7 +143,7 @@ def _checked_components(components: Iterable[int], n_samples: int) -> tuple[int,
     if not values:
         raise _bad("components", components, "give at least one number of components")
     for value in values:
-        if not _is_int(value) or value < 1 or value > n_samples:
+        if not is_int(value) or value < 1 or value > n_samples:
             raise ValueError(
                 f"components contains {value!r}, which is not allowed; every number of "
                 f"components must be an integer in [1, n_samples={n_samples}]"
@@ -196,8 +193,8 @@ def _base_entropy(random_state: int | np.random.Generator | np.random.SeedSequen
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(2**63))
     if random_state is None:
-        return int(np.random.SeedSequence().entropy % 2**63)
-    if _is_int(random_state) and random_state >= 0:
+        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+    if is_int(random_state) and random_state >= 0:
         return int(random_state)
     raise _bad(
         "random_state", random_state, "use an int >= 0, a numpy Generator, SeedSequence or None"
@@ -218,7 +215,7 @@ class _Best(NamedTuple):
 
 
 def _fit_row(
-    X: np.ndarray, key: ModelKey, seeds: np.ndarray, options: dict[str, object]
+    X: np.ndarray, key: ModelKey, seeds: np.ndarray, options: dict[str, Any]
 ) -> tuple[dict[str, object], MixtureParams | None]:
     """Fit one (K, type) from every seed; keep the start with the largest lower bound."""
     best: _Best | None = None
@@ -352,10 +349,10 @@ def select_components(
     ks = _checked_components(components, X.shape[0])
     types = _checked_names("covariance_types", covariance_types, COVARIANCE_TYPES)
     wanted = _checked_names("criteria", criteria, tuple(CRITERIA))
-    if not _is_int(n_init) or n_init < 1:
+    if not is_int(n_init) or n_init < 1:
         raise _bad("n_init", n_init, "use an integer >= 1")
     entropy = _base_entropy(random_state)
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "n_init": 1,
         "init_params": init_params,
         "tol": tol,
@@ -468,14 +465,14 @@ def bootstrap_lrt(
     """
     X = _checked_data(X)
     n = X.shape[0]
-    if not _is_int(max_components) or not 2 <= max_components <= n:
+    if not is_int(max_components) or not 2 <= max_components <= n:
         raise _bad("max_components", max_components, f"use an integer in [2, n_samples={n}]")
     (covariance_type,) = _checked_names("covariance_types", (covariance_type,), COVARIANCE_TYPES)
-    if not _is_int(n_boot) or n_boot < 1:
+    if not is_int(n_boot) or n_boot < 1:
         raise _bad("n_boot", n_boot, "use an integer >= 1")
     if isinstance(level, bool) or not isinstance(level, float | int) or not 0 < level < 1:
         raise _bad("level", level, "use a number in (0, 1)")
-    if not _is_int(n_init) or n_init < 1:
+    if not is_int(n_init) or n_init < 1:
         raise _bad("n_init", n_init, "use an integer >= 1")
     entropy = _base_entropy(random_state)
     options: dict[str, object] = {"n_init": 1, "reg_covar": reg_covar, "max_iter": max_iter}
@@ -498,7 +495,8 @@ def bootstrap_lrt(
                         f"the {row['n_components']}-component fit to X failed: {row['error']}"
                     )
             observed = 2.0 * (larger["loglik"] - smaller["loglik"])
-            stats, n_failed = [], 0
+            collected: list[float] = []
+            n_failed = 0
             for b in range(n_boot):
                 rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(g, b)))
                 boot = sample(params, n, rng)[0]
@@ -507,8 +505,8 @@ def bootstrap_lrt(
                 if small_b["failed"] or large_b["failed"]:
                     n_failed += 1
                     continue
-                stats.append(2.0 * (large_b["loglik"] - small_b["loglik"]))
-            stats = np.asarray(stats)
+                collected.append(2.0 * (large_b["loglik"] - small_b["loglik"]))
+            stats = np.asarray(collected)
             p_value = (1 + int(np.sum(stats >= observed))) / (stats.size + 1)
             rows.append(
                 {
@@ -582,7 +580,7 @@ def compare_loo(fits: Mapping[int, BayesFit]) -> LooComparison:
     results = {}
     for k, fit in sorted(fits.items()):
         fitted_k = fit.weights.shape[-1]
-        if not _is_int(k) or k != fitted_k:
+        if not is_int(k) or k != fitted_k:
             raise ValueError(f"fits has key {k!r} for a fit with {fitted_k} components")
         results[int(k)] = loo_of_fit(fit)
     sizes = {r.n_data_points for r in results.values()}

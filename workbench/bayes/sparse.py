@@ -105,7 +105,7 @@ def occupied_counts(
         # Inverse-CDF draw of one category per row; the clip guards against a last
         # cumulative value a rounding unit below 1.
         cumulative = np.cumsum(resp, axis=1)
-        u = rng.random(X.shape[0])[:, None]
+        u = np.asarray(rng.random(X.shape[0]))[:, None]
         z = np.minimum(np.sum(cumulative < u, axis=1), K - 1)
         counts[s] = np.unique(z).size
     return counts
