@@ -30,20 +30,19 @@ Samplers
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pymc as pm
 import pytensor
-import pytensor.tensor as pt
 import xarray as xr
+from scipy.special import logsumexp, softmax
 
 from workbench.bayes.diagnostics import component_parameters, convergence, sampler_counts
 from workbench.bayes.model import (
@@ -54,7 +53,6 @@ from workbench.bayes.model import (
     check_data,
     initial_values,
     spread_start,
-    weighted_component_logp,
 )
 from workbench.bayes.relabel import (
     apply_orders,
@@ -63,9 +61,20 @@ from workbench.bayes.relabel import (
     reference_orders,
     stephens_orders,
 )
-from workbench.mixture import MixtureParams
+from workbench.mixture import (
+    MixtureParams,
+    component_log_prob,
+    precisions_cholesky_from_covariances,
+)
 
-__all__ = ["SAMPLERS", "BayesFit", "SamplingError", "clear_model_cache", "fit_bayes"]
+__all__ = [
+    "SAMPLERS",
+    "BayesFit",
+    "SamplingError",
+    "clear_model_cache",
+    "fit_bayes",
+    "precompile",
+]
 
 SAMPLERS: tuple[str, ...] = ("auto", "nutpie", "pymc", "numpyro", "advi")
 AUTO_SAMPLER = "nutpie"
@@ -153,6 +162,7 @@ class BayesFit:
 @dataclass
 class _CachedModel:
     model: pm.Model
+    covariance_type: str
     lock: threading.Lock
     nutpie: Any = None
     # Maps untransformed start values (set on shared variables) to unconstrained ones.
@@ -172,9 +182,11 @@ def clear_model_cache() -> None:
 def _cached_model(
     X: np.ndarray, n_components: int, covariance_type: str, priors: BayesPriors
 ) -> tuple[_CachedModel, bool]:
-    # Data-scaled hyperparameters are pm.Data, so only structural settings are in the key.
+    # The data and the data-scaled hyperparameters are pm.Data, and the compiled nutpie
+    # model reads their lengths at call time, so only the structure is in the key: one
+    # model serves every n (checked in tests/test_bayes_compile.py).
     key = (
-        *X.shape,
+        X.shape[1],
         n_components,
         covariance_type,
         priors.dirichlet_concentration,
@@ -186,12 +198,75 @@ def _cached_model(
             _CACHE.move_to_end(key)
             return entry, True
     model = build_model(X, n_components, covariance_type=covariance_type, priors=priors)
-    entry = _CachedModel(model=model, lock=threading.Lock())
+    entry = _CachedModel(model=model, covariance_type=covariance_type, lock=threading.Lock())
     with _CACHE_LOCK:
-        _CACHE[key] = entry
+        # another thread may have built the same model meanwhile: keep the first
+        entry = _CACHE.setdefault(key, entry)
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return entry, False
+
+
+def _placeholder_data(n_features: int, n_components: int) -> np.ndarray:
+    """Fixed standard-normal data of the right width to build a model before any dataset.
+
+    Every fit replaces the data and the data-scaled hyperparameters, so the values only
+    need to pass :func:`~workbench.bayes.model.check_data`.
+    """
+    return np.random.default_rng(0).standard_normal((10 * max(2, n_components), n_features))
+
+
+def precompile(
+    n_features: int,
+    n_components: int,
+    *,
+    covariance_type: str = "full",
+    priors: BayesPriors | Mapping[str, Any] | None = None,
+    sampler: str = "auto",
+) -> float:
+    """Build and compile the model of one structure now, for every later fit of that structure.
+
+    Later calls of :func:`fit_bayes` with the same number of features, components,
+    covariance type and prior structure (any number of samples) reuse it:
+    ``diagnostics['model_reused']`` is True and ``compile_seconds`` 0. A process forked
+    (``multiprocessing`` 'fork' context) after this call inherits the compiled sampler, so a
+    study runner that precompiles its structures before starting a fork-based pool compiles
+    once per run instead of once per worker (tested in ``tests/test_bayes_compile.py``).
+
+    Parameters
+    ----------
+    n_features : int >= 1
+    n_components : int >= 1
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default 'full'
+    priors : BayesPriors or mapping, optional
+        Only the structural settings (``dirichlet_concentration``, ``lkj_eta``) select the
+        model; the data-scaled values are set by each fit.
+    sampler : {'auto', 'nutpie', 'pymc', 'numpyro', 'advi'}, default 'auto'
+        Only nutpie keeps a compiled sampler between fits. PyMC's NUTS, numpyro and ADVI
+        compile inside every call, so for them the PyMC model is built and cached and
+        nothing is compiled.
+
+    Returns
+    -------
+    float
+        Seconds spent compiling; 0.0 when the structure was already compiled, or for the
+        samplers that compile per call.
+
+    Raises
+    ------
+    ValueError
+        For a bad setting; the message names the value and what is allowed.
+    """
+    n_features = _check_int("n_features", n_features, 1)
+    n_components = _check_int("n_components", n_components, 1)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler={sampler!r} is not supported; use one of {', '.join(SAMPLERS)}")
+    priors = _resolve_priors(priors)
+    X = _placeholder_data(n_features, n_components)
+    entry, _ = _cached_model(X, n_components, covariance_type, priors)
+    if (AUTO_SAMPLER if sampler == "auto" else sampler) != "nutpie":
+        return 0.0
+    return _compile_nutpie(entry)
 
 
 def _unconstrained_map(model: pm.Model) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
@@ -234,6 +309,30 @@ def _data_updates(X: np.ndarray, priors: BayesPriors) -> dict[str, np.ndarray]:
     return {DATA: X, **priors.resolve(X)}
 
 
+def _compile_nutpie(entry: _CachedModel) -> float:
+    """Compile the entry's nutpie sampler and start-value map once; return the seconds spent.
+
+    Both are compiled here, before any fit needs them, so that a compiled entry is complete:
+    a process forked after this call samples without compiling anything.
+    """
+    import nutpie
+
+    with entry.lock:
+        if entry.nutpie is not None:
+            return 0.0
+        t0 = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(entry.model)
+        to_unconstrained = _unconstrained_map(entry.model)
+        X = entry.model[DATA].get_value()
+        n_components = len(entry.model.coords["component"])
+        # the map compiles its PyTensor function on the first call
+        to_unconstrained(
+            initial_values(entry.model, spread_start(X, n_components), entry.covariance_type)
+        )
+        entry.nutpie, entry.to_unconstrained = compiled, to_unconstrained
+        return time.perf_counter() - t0
+
+
 def _sample_nutpie(
     entry: _CachedModel,
     X: np.ndarray,
@@ -249,13 +348,8 @@ def _sample_nutpie(
 ) -> tuple[xr.DataTree, float, float]:
     import nutpie
 
-    compile_seconds = 0.0
+    compile_seconds = _compile_nutpie(entry)
     with entry.lock:
-        if entry.nutpie is None:
-            t0 = time.perf_counter()
-            entry.nutpie = nutpie.compile_pymc_model(entry.model)
-            entry.to_unconstrained = _unconstrained_map(entry.model)
-            compile_seconds = time.perf_counter() - t0
         centre = entry.to_unconstrained(start)
     if not np.all(np.isfinite(centre)):
         raise SamplingError(
@@ -307,7 +401,7 @@ def _sample_pymc(
         else {"nuts": {"jitter": False}}
     )
     with entry.lock, entry.model:
-        pm.set_data(_data_updates(X, priors))
+        pm.set_data(_data_updates(X, priors), coords={"obs": np.arange(len(X))})
         t0 = time.perf_counter()
         idata = pm.sample(
             draws=draws,
@@ -339,7 +433,7 @@ def _fit_advi(
     progressbar: bool,
 ) -> tuple[xr.DataTree, float, float]:
     with entry.lock, entry.model:
-        pm.set_data(_data_updates(X, priors))
+        pm.set_data(_data_updates(X, priors), coords={"obs": np.arange(len(X))})
         t0 = time.perf_counter()
         approx = pm.fit(
             n=tune,
@@ -374,39 +468,86 @@ def _fit_advi(
     return xr.DataTree.from_dict({"posterior": posterior}), seconds, np.nan
 
 
-@functools.cache
-def _draw_functions() -> tuple[Callable, Callable]:
-    """Compile (once per process) the model's likelihood over a batch of posterior draws.
+# Draws per block when evaluating densities over posterior draws: bounds the (draws, n, K)
+# work arrays to about 4e6 values (32 MB).
+_BLOCK_VALUES = 4_000_000
 
-    Returns functions of ``(X (n, d), w (S, K), mu (S, K, d), inv_chol (S, K, d, d))``:
-    the pointwise log-likelihood (S, n) and the allocation probabilities (S, n, K). They
-    evaluate :func:`workbench.bayes.model.weighted_component_logp`, the expression the
-    sampler used, so the stored log-likelihood is the model's own.
+
+def _weighted_log_density(
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> Iterator[np.ndarray]:
+    """``log w_k + log N(x_i | mu_k, Sigma_k)`` for every draw, in blocks of draws.
+
+    The density is :func:`workbench.mixture.component_log_prob`, the one formula the EM
+    core, the simulator and the metrics use, applied to the draws' components stacked as
+    one long list of components (one batched Cholesky and inverse for all of them).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    weights : ndarray of shape (S, K)
+    means : ndarray of shape (S, K, d)
+    covariances : ndarray of shape (S, K, d, d)
+
+    Yields
+    ------
+    ndarray of shape (B, n, K)
+        Consecutive blocks of draws, ``B <= S``.
     """
-    X, w = pt.matrix("X"), pt.matrix("w")
-    mu, inv_chol = pt.tensor3("mu"), pt.tensor4("inv_chol")
-    weighted = weighted_component_logp(X, w, mu, inv_chol)
-    inputs = [X, w, mu, inv_chol]
-    return (
-        pytensor.function(inputs, pt.logsumexp(weighted, axis=-1), mode="NUMBA"),
-        pytensor.function(inputs, pt.special.softmax(weighted, axis=-1), mode="NUMBA"),
+    n, d = X.shape
+    S, K = weights.shape
+    block = max(1, _BLOCK_VALUES // (n * K))
+    for lo in range(0, S, block):
+        hi = min(S, lo + block)
+        precisions_chol = precisions_cholesky_from_covariances(
+            covariances[lo:hi].reshape(-1, d, d), "full"
+        )
+        component = component_log_prob(X, means[lo:hi].reshape(-1, d), precisions_chol, "full")
+        with np.errstate(divide="ignore"):
+            log_w = np.log(weights[lo:hi])
+        yield np.swapaxes(component.reshape(n, hi - lo, K), 0, 1) + log_w[:, None, :]
+
+
+def _pointwise_log_likelihood(
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> np.ndarray:
+    """Log mixture density of every observation under every draw.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    weights : ndarray of shape (S, K)
+    means : ndarray of shape (S, K, d)
+    covariances : ndarray of shape (S, K, d, d)
+
+    Returns
+    -------
+    ndarray of shape (S, n)
+    """
+    return np.concatenate(
+        [logsumexp(w, axis=-1) for w in _weighted_log_density(X, weights, means, covariances)]
     )
 
 
-def _over_draws(
-    which: int, X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+def _allocation_probabilities(
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
 ) -> np.ndarray:
-    """Evaluate ``_draw_functions()[which]`` in chunks of draws (bounded memory)."""
-    fn = _draw_functions()[which]
-    inv_chol = np.linalg.inv(np.linalg.cholesky(covariances))
-    n, d = X.shape
-    K = weights.shape[1]
-    chunk = max(1, 4_000_000 // (n * K * d))
+    """Posterior probability that each observation belongs to each component, per draw.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    weights : ndarray of shape (S, K)
+    means : ndarray of shape (S, K, d)
+    covariances : ndarray of shape (S, K, d, d)
+
+    Returns
+    -------
+    ndarray of shape (S, n, K)
+        Rows sum to 1.
+    """
     return np.concatenate(
-        [
-            fn(X, weights[i : i + chunk], means[i : i + chunk], inv_chol[i : i + chunk])
-            for i in range(0, len(weights), chunk)
-        ]
+        [softmax(w, axis=-1) for w in _weighted_log_density(X, weights, means, covariances)]
     )
 
 
@@ -569,7 +710,7 @@ def _assemble(
         method = "reference"
     else:
         stride = max(1, -(-X.shape[0] // STEPHENS_MAX_OBS))
-        probabilities = _over_draws(1, X[::stride], flat_w, flat_mu, flat_cov)
+        probabilities = _allocation_probabilities(X[::stride], flat_w, flat_mu, flat_cov)
         orders = canonical_orders(stephens_orders(probabilities))
         method = "stephens"
     weights = apply_orders(flat_w, orders).reshape(chains, draws, K)
@@ -599,7 +740,7 @@ def _assemble(
         {
             OBSERVED: (
                 ("chain", "draw", "obs"),
-                _over_draws(0, X, flat_w, flat_mu, flat_cov).reshape(chains, draws, -1),
+                _pointwise_log_likelihood(X, flat_w, flat_mu, flat_cov).reshape(chains, draws, -1),
             )
         },
         coords=sample_dims,
