@@ -1,4 +1,4 @@
-"""Fit the Bayesian Gaussian mixture: one function, four samplers, one compiled model per shape.
+"""Fit the Bayesian Gaussian mixture: one function, four samplers, one compiled model per structure.
 
 :func:`fit_bayes` builds (or reuses) the model of :mod:`workbench.bayes.model`, starts
 the chains at a given estimate (the EM fit in a study) or at a data-sliced default,
@@ -9,8 +9,12 @@ Samplers
 --------
 ``"nutpie"``
     nutpie's NUTS on the numba-compiled model, with its low-rank mass-matrix adaptation.
-    Compiled once per model shape; later fits swap the data with
-    ``CompiledPyMCModel.with_data`` and cost only their sampling.
+    Compiled once per structure (number of features and components, covariance type,
+    Dirichlet concentration, LKJ eta), whatever the number of samples: later fits swap the
+    data with ``CompiledPyMCModel.with_data``, which accepts data of any length (nutpie
+    checks only the number of dimensions), and cost only their sampling.
+    :func:`precompile` compiles a structure ahead of the first fit, e.g. in a study
+    runner's parent process before it forks its workers.
 ``"pymc"``
     PyMC's own NUTS (``pm.sample(nuts_sampler="pymc")``, no jitter, chains in parallel
     up to the CPU count). PyMC recompiles its logp for every call; the C cache in
@@ -45,6 +49,7 @@ import xarray as xr
 from scipy.special import logsumexp, softmax
 
 from workbench.bayes.diagnostics import component_parameters, convergence, sampler_counts
+from workbench.bayes.likelihood import register_jax
 from workbench.bayes.model import (
     DATA,
     OBSERVED,
@@ -400,6 +405,8 @@ def _sample_pymc(
         if nuts_sampler == "pymc"
         else {"nuts": {"jitter": False}}
     )
+    if nuts_sampler == "numpyro":
+        register_jax()
     with entry.lock, entry.model:
         pm.set_data(_data_updates(X, priors), coords={"obs": np.arange(len(X))})
         t0 = time.perf_counter()
