@@ -149,3 +149,18 @@ def test_forked_child_samples_with_the_parents_compiled_model(compiles):
     z = np.abs(means.mean(axis=0) - TRUTH.means) / means.std(axis=0)
     assert np.all(z < 4), z
     assert len(compiles) == n_compiles
+
+
+@pytest.mark.parametrize("sampler", ["pymc", "advi"])
+def test_samplers_that_compile_per_call_follow_a_new_n(sampler):
+    # These samplers share the cached PyMC model too; its data and "obs" dim are resized.
+    settings = {"chains": 1, "draws": 200, "tune": 200 if sampler == "pymc" else 3000}
+    for n in (40, 400):
+        X = sample(TRUTH, n, 100 + n)[0]
+        fit = fit_bayes(
+            X, 2, sampler=sampler, init=TRUTH, reference=TRUTH, random_seed=n, **settings
+        )
+        assert fit.idata["log_likelihood"]["x"].shape == (1, 200, n)
+        np.testing.assert_array_equal(fit.idata["observed_data"]["x"].values, X)
+        np.testing.assert_allclose(fit.posterior_mean().means, TRUTH.means, atol=1.0)
+    assert fit.diagnostics["model_reused"] is True

@@ -298,15 +298,15 @@ def run_task_part(n_tasks: int, baseline: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("compile", "task", "both"), nargs="?", default="both")
+    parser.add_argument("part", choices=("compile", "task", "all"), nargs="?", default="all")
     parser.add_argument("--tasks", type=int, default=6)
     parser.add_argument("--baseline", default="main")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     args = parser.parse_args()
     start = time.perf_counter()
-    if args.part in ("task", "both"):
+    if args.part in ("task", "all"):
         run_task_part(args.tasks, args.baseline)
-    if args.part in ("compile", "both"):
+    if args.part in ("compile", "all"):
         run_compile(args.cases)
     print(f"\nwhole run {time.perf_counter() - start:.0f} s")
 

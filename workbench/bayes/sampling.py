@@ -49,7 +49,6 @@ import xarray as xr
 from scipy.special import logsumexp, softmax
 
 from workbench.bayes.diagnostics import component_parameters, convergence, sampler_counts
-from workbench.bayes.likelihood import register_jax
 from workbench.bayes.model import (
     DATA,
     OBSERVED,
@@ -405,8 +404,6 @@ def _sample_pymc(
         if nuts_sampler == "pymc"
         else {"nuts": {"jitter": False}}
     )
-    if nuts_sampler == "numpyro":
-        register_jax()
     with entry.lock, entry.model:
         pm.set_data(_data_updates(X, priors), coords={"obs": np.arange(len(X))})
         t0 = time.perf_counter()
