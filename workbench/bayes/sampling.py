@@ -38,15 +38,15 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import pymc as pm
 import pytensor
 import xarray as xr
-from scipy.special import logsumexp, softmax
 
 from workbench.bayes.diagnostics import component_parameters, convergence, sampler_counts
 from workbench.bayes.model import (
@@ -66,8 +66,8 @@ from workbench.bayes.relabel import (
     stephens_orders,
 )
 from workbench.mixture import (
+    LOG_2PI,
     MixtureParams,
-    component_log_prob,
     precisions_cholesky_from_covariances,
 )
 
@@ -472,44 +472,77 @@ def _fit_advi(
     return xr.DataTree.from_dict({"posterior": posterior}), seconds, np.nan
 
 
-# Draws per block when evaluating densities over posterior draws: bounds the (draws, n, K)
-# work arrays to about 4e6 values (32 MB).
-_BLOCK_VALUES = 4_000_000
+@numba.njit(cache=True)
+def _draw_density_kernel(
+    X: np.ndarray,
+    log_w: np.ndarray,
+    means: np.ndarray,
+    precisions_chol: np.ndarray,
+    probabilities: bool,
+) -> np.ndarray:
+    """Log mixture density (S, n) or allocation probabilities (S, n, K) for every draw.
 
-
-def _weighted_log_density(
-    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
-) -> Iterator[np.ndarray]:
-    """``log w_k + log N(x_i | mu_k, Sigma_k)`` for every draw, in blocks of draws.
-
-    The density is :func:`workbench.mixture.component_log_prob`, the one formula the EM
-    core, the simulator and the metrics use, applied to the draws' components stacked as
-    one long list of components (one batched Cholesky and inverse for all of them).
-
-    Parameters
-    ----------
-    X : ndarray of shape (n, d)
-    weights : ndarray of shape (S, K)
-    means : ndarray of shape (S, K, d)
-    covariances : ndarray of shape (S, K, d, d)
-
-    Yields
-    ------
-    ndarray of shape (B, n, K)
-        Consecutive blocks of draws, ``B <= S``.
+    The component density is the one of :func:`workbench.mixture.component_log_prob`:
+    ``y = (x - mu_k) U_k`` with ``U_k`` the upper Cholesky factor of the precision and
+    ``log N = log det U_k - (d log(2 pi) + |y|^2) / 2``; the log-sum-exp (or softmax) over
+    components is fused into the same loop, so no (S, n, K) array is built for the
+    log-likelihood.
     """
     n, d = X.shape
-    S, K = weights.shape
-    block = max(1, _BLOCK_VALUES // (n * K))
-    for lo in range(0, S, block):
-        hi = min(S, lo + block)
-        precisions_chol = precisions_cholesky_from_covariances(
-            covariances[lo:hi].reshape(-1, d, d), "full"
-        )
-        component = component_log_prob(X, means[lo:hi].reshape(-1, d), precisions_chol, "full")
-        with np.errstate(divide="ignore"):
-            log_w = np.log(weights[lo:hi])
-        yield np.swapaxes(component.reshape(n, hi - lo, K), 0, 1) + log_w[:, None, :]
+    S, K = log_w.shape
+    out = np.empty((S, n, K)) if probabilities else np.empty((S, n, 1))
+    offsets = np.empty(K)
+    a = np.empty(K)
+    for s in range(S):
+        for k in range(K):
+            offsets[k] = log_w[s, k] - 0.5 * d * LOG_2PI
+            for j in range(d):
+                offsets[k] += np.log(precisions_chol[s, k, j, j])
+        for i in range(n):
+            top = -np.inf
+            for k in range(K):
+                squared = 0.0
+                for c in range(d):
+                    value = 0.0
+                    for r in range(c + 1):
+                        value += (X[i, r] - means[s, k, r]) * precisions_chol[s, k, r, c]
+                    squared += value * value
+                a[k] = offsets[k] - 0.5 * squared
+                top = max(top, a[k])
+            total = 0.0
+            for k in range(K):
+                a[k] = np.exp(a[k] - top)
+                total += a[k]
+            if probabilities:
+                for k in range(K):
+                    out[s, i, k] = a[k] / total
+            else:
+                out[s, i, 0] = top + np.log(total)
+    return out
+
+
+def _draw_densities(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    *,
+    probabilities: bool,
+) -> np.ndarray:
+    """Evaluate :func:`_draw_density_kernel` for draws of dense covariances."""
+    S, K, d = means.shape
+    precisions_chol = precisions_cholesky_from_covariances(
+        covariances.reshape(-1, d, d), "full"
+    ).reshape(S, K, d, d)
+    with np.errstate(divide="ignore"):
+        log_w = np.log(weights)
+    return _draw_density_kernel(
+        np.ascontiguousarray(X, dtype=float),
+        log_w,
+        np.ascontiguousarray(means, dtype=float),
+        precisions_chol,
+        probabilities,
+    )
 
 
 def _pointwise_log_likelihood(
@@ -528,9 +561,7 @@ def _pointwise_log_likelihood(
     -------
     ndarray of shape (S, n)
     """
-    return np.concatenate(
-        [logsumexp(w, axis=-1) for w in _weighted_log_density(X, weights, means, covariances)]
-    )
+    return _draw_densities(X, weights, means, covariances, probabilities=False)[..., 0]
 
 
 def _allocation_probabilities(
@@ -550,9 +581,7 @@ def _allocation_probabilities(
     ndarray of shape (S, n, K)
         Rows sum to 1.
     """
-    return np.concatenate(
-        [softmax(w, axis=-1) for w in _weighted_log_density(X, weights, means, covariances)]
-    )
+    return _draw_densities(X, weights, means, covariances, probabilities=True)
 
 
 def _resolve_priors(priors: BayesPriors | Mapping[str, Any] | None) -> BayesPriors:
