@@ -23,14 +23,52 @@ Two parts (issue 12), each printing ratios measured side by side in one run.
     log-likelihood, relabelling, diagnostics, the rest of assembling the result, scoring, and
     writing the kept draws to NetCDF (only replication 0 of a condition keeps draws).
 
-Run: ``.venv/bin/python experiments/benchmarks/bayes_compile.py [compile|task|both]
+Run: ``.venv/bin/python experiments/benchmarks/bayes_compile.py [compile|task|all]
 [--tasks 6] [--baseline REF] [--cases ...]``. Timings on this shared 2-core machine are
 noisy: compare the ratios of one run.
 
-Measured 2026-12-02, with 10-15 other processes on the 2 cores (load average 10-14):
-see the tables below; a quiet machine gives every absolute number 3-6x smaller.
+Measured 2026-12-02 with 10-15 other processes sharing the 2 cores (load average 9-14):
+absolute seconds are 3-10x those of a quiet machine (a loop of 1500 ``exp`` took 133 us,
+a NumPy mixture ``log_prob`` at n=500 took 19 ms). Only same-run ratios mean anything.
 
-(Numbers are filled in from the run recorded at the end of this docstring.)
+``task`` (3 tasks after a warm-up, before = 46f1e3e, after = this branch at 55ec451, whose
+draw log-likelihood was still the slower NumPy loop replaced since; medians, seconds):
+
+========================  ======  =====  =====
+phase                     before  after  ratio
+========================  ======  =====  =====
+simulate                  0.23    0.34   1.47
+EM (10 starts)            1.73    1.68   0.97
+tuning                    14.11   17.92  1.27
+draws                     12.91   16.39  1.27
+log-likelihood            1.26    4.70   3.72
+relabelling               0.16    0.21   1.26
+diagnostics               0.35    0.44   1.25
+assemble (all)            1.88    5.47   2.91
+scoring                   3.33    2.94   0.88
+NetCDF (kept tasks)       2.32    2.04   0.88
+task                      37.9    51.8   1.37
+first task (compiles)     336.6   266.9  0.79
+========================  ======  =====  =====
+
+Tuning and draws run the same compiled model from the same seeds and start in both columns
+(the same max r_hat, 1.0041, in both): their 1.27x is the machine's load drifting
+between the two processes, and so is the ESS/s ratio the run printed (0.79). The sampler
+is about 72% of a task (tuning 37%, draws 34%), then scoring (9%), NetCDF for kept tasks
+(6%), EM (5%) and the log-likelihood (3%). The first task of a worker lost 70 s: PyTensor
+no longer compiles the draw functions in each process.
+
+The log-likelihood over draws now runs in one numba loop (4000 draws, n=500, K=3, d=2,
+interleaved in one process): 0.63 s against 4.10 s for the NumPy loop over components the
+run above measured (6.5x); see the report of this branch for the comparison with 46f1e3e's
+PyTensor functions.
+
+``compile`` (n=500, d=2, K=3 full; earlier, separate processes on the same machine, same
+load): numba compile 104-386 s (warm PyTensor cache, 4 measurements between 02:00 and
+02:15), JAX 12-27 s (3 measurements); JAX sampling of 4 x (1000 + 1000) on 2 cores took
+36-115 s with min bulk ESS 1175-2040, against 24-39 s for numba (one chain core each, the
+separation tasks above, min ESS 3250-5500). A full ``compile`` part did not finish within
+the session (the cold numba child alone took 21 minutes of wall time under this load).
 """
 
 from __future__ import annotations
