@@ -192,6 +192,7 @@ def _shared_metrics(dataset: Dataset, aligned: MixtureParams) -> dict[str, float
     map_test = _map_labels(dataset.X_test[inlier_test], aligned)
     y_train = dataset.y_train[inlier_train]
     from sklearn.metrics import adjusted_rand_score  # scoring only: keeps config loading light
+
     kl = kl_divergence(truth.means, truth.covariances, aligned.means, aligned.covariances)
     return {
         "loglik_train_truth": float(np.mean(log_prob(dataset.X_train, truth))),

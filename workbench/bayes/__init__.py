@@ -20,7 +20,13 @@ from workbench.bayes.priors import BayesPriors
 
 if TYPE_CHECKING:
     from workbench.bayes.model import build_model
-    from workbench.bayes.sampling import BayesFit, SamplingError, clear_model_cache, fit_bayes
+    from workbench.bayes.sampling import (
+        BayesFit,
+        SamplingError,
+        clear_model_cache,
+        fit_bayes,
+        precompile,
+    )
 
 __all__ = [
     "SAMPLERS",
@@ -30,6 +36,7 @@ __all__ = [
     "build_model",
     "clear_model_cache",
     "fit_bayes",
+    "precompile",
 ]
 
 _LAZY = {
@@ -38,6 +45,7 @@ _LAZY = {
     "SamplingError": "workbench.bayes.sampling",
     "clear_model_cache": "workbench.bayes.sampling",
     "fit_bayes": "workbench.bayes.sampling",
+    "precompile": "workbench.bayes.sampling",
 }
 
 

@@ -1,4 +1,4 @@
-"""Fit the Bayesian Gaussian mixture: one function, four samplers, one compiled model per shape.
+"""Fit the Bayesian Gaussian mixture: one function, four samplers, one compiled model per structure.
 
 :func:`fit_bayes` builds (or reuses) the model of :mod:`workbench.bayes.model`, starts
 the chains at a given estimate (the EM fit in a study) or at a data-sliced default,
@@ -9,8 +9,12 @@ Samplers
 --------
 ``"nutpie"``
     nutpie's NUTS on the numba-compiled model, with its low-rank mass-matrix adaptation.
-    Compiled once per model shape; later fits swap the data with
-    ``CompiledPyMCModel.with_data`` and cost only their sampling.
+    Compiled once per structure (number of features and components, covariance type,
+    Dirichlet concentration, LKJ eta), whatever the number of samples: later fits swap the
+    data with ``CompiledPyMCModel.with_data``, which accepts data of any length (nutpie
+    checks only the number of dimensions), and cost only their sampling.
+    :func:`precompile` compiles a structure ahead of the first fit, e.g. in a study
+    runner's parent process before it forks its workers.
 ``"pymc"``
     PyMC's own NUTS (``pm.sample(nuts_sampler="pymc")``, no jitter, chains in parallel
     up to the CPU count). PyMC recompiles its logp for every call; the C cache in
@@ -30,19 +34,18 @@ Samplers
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import numba
 import numpy as np
 import pymc as pm
 import pytensor
-import pytensor.tensor as pt
 import xarray as xr
 
 from workbench._platform import available_cpus
@@ -61,7 +64,6 @@ from workbench.bayes.model import (
     check_data,
     initial_values,
     spread_start,
-    weighted_component_logp,
 )
 from workbench.bayes.options import (
     AUTO_SAMPLER,
@@ -77,9 +79,13 @@ from workbench.bayes.relabel import (
     reference_orders,
     stephens_orders,
 )
-from workbench.mixture import MixtureParams
+from workbench.mixture import (
+    LOG_2PI,
+    MixtureParams,
+    precisions_cholesky_from_covariances,
+)
 
-__all__ = ["BayesFit", "SamplingError", "clear_model_cache", "fit_bayes"]
+__all__ = ["BayesFit", "SamplingError", "clear_model_cache", "fit_bayes", "precompile"]
 
 
 # Chains start at the given estimate plus U(-JITTER, JITTER) on the unconstrained scale:
@@ -165,6 +171,7 @@ class BayesFit:
 @dataclass
 class _CachedModel:
     model: pm.Model
+    covariance_type: str
     lock: threading.Lock
     nutpie: Any = None
     # Maps untransformed start values (set on shared variables) to unconstrained ones.
@@ -184,9 +191,11 @@ def clear_model_cache() -> None:
 def _cached_model(
     X: np.ndarray, n_components: int, covariance_type: str, priors: BayesPriors
 ) -> tuple[_CachedModel, bool]:
-    # Data-scaled hyperparameters are pm.Data, so only structural settings are in the key.
+    # The data and the data-scaled hyperparameters are pm.Data, and the compiled nutpie
+    # model reads their lengths at call time, so only the structure is in the key: one
+    # model serves every n (checked in tests/test_bayes_compile.py).
     key = (
-        *X.shape,
+        X.shape[1],
         n_components,
         covariance_type,
         priors.dirichlet_concentration,
@@ -198,12 +207,74 @@ def _cached_model(
             _CACHE.move_to_end(key)
             return entry, True
     model = build_model(X, n_components, covariance_type=covariance_type, priors=priors)
-    entry = _CachedModel(model=model, lock=threading.Lock())
+    entry = _CachedModel(model=model, covariance_type=covariance_type, lock=threading.Lock())
     with _CACHE_LOCK:
-        _CACHE[key] = entry
+        # another thread may have built the same model meanwhile: keep the first
+        entry = _CACHE.setdefault(key, entry)
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return entry, False
+
+
+def _placeholder_data(n_features: int, n_components: int) -> np.ndarray:
+    """Fixed standard-normal data of the right width to build a model before any dataset.
+
+    Every fit replaces the data and the data-scaled hyperparameters, so the values only
+    need to pass :func:`~workbench.bayes.model.check_data`.
+    """
+    return np.random.default_rng(0).standard_normal((10 * max(2, n_components), n_features))
+
+
+def precompile(
+    n_features: int,
+    n_components: int,
+    *,
+    covariance_type: str = "full",
+    priors: BayesPriors | Mapping[str, Any] | None = None,
+    sampler: str = "auto",
+) -> float:
+    """Build and compile the model of one structure now, for every later fit of that structure.
+
+    Later calls of :func:`fit_bayes` with the same number of features, components,
+    covariance type and prior structure (any number of samples) reuse it:
+    ``diagnostics['model_reused']`` is True and ``compile_seconds`` 0. A process forked
+    (``multiprocessing`` 'fork' context) after this call inherits the compiled sampler, so a
+    study runner that precompiles its structures before starting a fork-based pool compiles
+    once per run instead of once per worker (tested in ``tests/test_bayes_compile.py``).
+
+    Parameters
+    ----------
+    n_features : int >= 1
+    n_components : int >= 1
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default 'full'
+    priors : BayesPriors or mapping, optional
+        Only the structural settings (``dirichlet_concentration``, ``lkj_eta``) select the
+        model; the data-scaled values are set by each fit.
+    sampler : {'auto', 'nutpie', 'pymc', 'numpyro', 'advi'}, default 'auto'
+        Only nutpie keeps a compiled sampler between fits. PyMC's NUTS, numpyro and ADVI
+        compile inside every call, so for them the PyMC model is built and cached and
+        nothing is compiled.
+
+    Returns
+    -------
+    float
+        Seconds spent compiling; 0.0 when the structure was already compiled, or for the
+        samplers that compile per call.
+
+    Raises
+    ------
+    ValueError
+        For a bad setting; the message names the value and what is allowed.
+    """
+    n_features = check_int("n_features", n_features, minimum=1)
+    n_components = check_int("n_components", n_components, minimum=1)
+    check_choice("sampler", sampler, SAMPLERS)
+    priors = _resolve_priors(priors)
+    X = _placeholder_data(n_features, n_components)
+    entry, _ = _cached_model(X, n_components, covariance_type, priors)
+    if (AUTO_SAMPLER if sampler == "auto" else sampler) != "nutpie":
+        return 0.0
+    return _compile_nutpie(entry)
 
 
 def _unconstrained_map(model: pm.Model) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
@@ -240,6 +311,30 @@ def _data_updates(X: np.ndarray, priors: BayesPriors) -> dict[str, np.ndarray]:
     return {DATA: X, **priors.resolve(X)}
 
 
+def _compile_nutpie(entry: _CachedModel) -> float:
+    """Compile the entry's nutpie sampler and start-value map once; return the seconds spent.
+
+    Both are compiled here, before any fit needs them, so that a compiled entry is complete:
+    a process forked after this call samples without compiling anything.
+    """
+    import nutpie
+
+    with entry.lock:
+        if entry.nutpie is not None:
+            return 0.0
+        t0 = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(entry.model)
+        to_unconstrained = _unconstrained_map(entry.model)
+        X = entry.model[DATA].get_value()
+        n_components = len(entry.model.coords["component"])
+        # the map compiles its PyTensor function on the first call
+        to_unconstrained(
+            initial_values(entry.model, spread_start(X, n_components), entry.covariance_type)
+        )
+        entry.nutpie, entry.to_unconstrained = compiled, to_unconstrained
+        return time.perf_counter() - t0
+
+
 def _sample_nutpie(
     entry: _CachedModel,
     X: np.ndarray,
@@ -255,14 +350,11 @@ def _sample_nutpie(
 ) -> tuple[xr.DataTree, float, float]:
     import nutpie
 
-    compile_seconds = 0.0
+    compile_seconds = _compile_nutpie(entry)
+    to_unconstrained = entry.to_unconstrained
+    assert to_unconstrained is not None  # set by _compile_nutpie
     with entry.lock:
-        if entry.nutpie is None:
-            t0 = time.perf_counter()
-            entry.nutpie = nutpie.compile_pymc_model(entry.model)
-            entry.to_unconstrained = _unconstrained_map(entry.model)
-            compile_seconds = time.perf_counter() - t0
-        centre = entry.to_unconstrained(start)
+        centre = to_unconstrained(start)
     if not np.all(np.isfinite(centre)):
         raise SamplingError(
             "sampler 'nutpie' cannot start: the initial point is not finite on the "
@@ -313,7 +405,7 @@ def _sample_pymc(
         else {"nuts": {"jitter": False}}
     )
     with entry.lock, entry.model:
-        pm.set_data(_data_updates(X, priors))
+        pm.set_data(_data_updates(X, priors), coords={"obs": np.arange(len(X))})
         t0 = time.perf_counter()
         idata = pm.sample(
             draws=draws,
@@ -345,7 +437,7 @@ def _fit_advi(
     progressbar: bool,
 ) -> tuple[xr.DataTree, float, float]:
     with entry.lock, entry.model:
-        pm.set_data(_data_updates(X, priors))
+        pm.set_data(_data_updates(X, priors), coords={"obs": np.arange(len(X))})
         t0 = time.perf_counter()
         approx = pm.fit(
             n=tune,
@@ -380,40 +472,116 @@ def _fit_advi(
     return xr.DataTree.from_dict({"posterior": posterior}), seconds, np.nan
 
 
-@functools.cache
-def _draw_functions() -> tuple[Callable, Callable]:
-    """Compile (once per process) the model's likelihood over a batch of posterior draws.
-
-    Returns functions of ``(X (n, d), w (S, K), mu (S, K, d), inv_chol (S, K, d, d))``:
-    the pointwise log-likelihood (S, n) and the allocation probabilities (S, n, K). They
-    evaluate :func:`workbench.bayes.model.weighted_component_logp`, the expression the
-    sampler used, so the stored log-likelihood is the model's own.
-    """
-    X, w = pt.matrix("X"), pt.matrix("w")
-    mu, inv_chol = pt.tensor3("mu"), pt.tensor4("inv_chol")
-    weighted = weighted_component_logp(X, w, mu, inv_chol)
-    inputs = [X, w, mu, inv_chol]
-    return (
-        pytensor.function(inputs, pt.logsumexp(weighted, axis=-1), mode="NUMBA"),
-        pytensor.function(inputs, pt.special.softmax(weighted, axis=-1), mode="NUMBA"),
-    )
-
-
-def _over_draws(
-    which: int, X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+@numba.njit(cache=True)
+def _draw_density_kernel(
+    X: np.ndarray,
+    log_w: np.ndarray,
+    means: np.ndarray,
+    precisions_chol: np.ndarray,
+    probabilities: bool,
 ) -> np.ndarray:
-    """Evaluate ``_draw_functions()[which]`` in chunks of draws (bounded memory)."""
-    fn = _draw_functions()[which]
-    inv_chol = np.linalg.inv(np.linalg.cholesky(covariances))
+    """Log mixture density (S, n) or allocation probabilities (S, n, K) for every draw.
+
+    The component density is the one of :func:`workbench.mixture.component_log_prob`:
+    ``y = (x - mu_k) U_k`` with ``U_k`` the upper Cholesky factor of the precision and
+    ``log N = log det U_k - (d log(2 pi) + |y|^2) / 2``; the log-sum-exp (or softmax) over
+    components is fused into the same loop, so no (S, n, K) array is built for the
+    log-likelihood.
+    """
     n, d = X.shape
-    K = weights.shape[1]
-    chunk = max(1, 4_000_000 // (n * K * d))
-    return np.concatenate(
-        [
-            fn(X, weights[i : i + chunk], means[i : i + chunk], inv_chol[i : i + chunk])
-            for i in range(0, len(weights), chunk)
-        ]
+    S, K = log_w.shape
+    out = np.empty((S, n, K)) if probabilities else np.empty((S, n, 1))
+    offsets = np.empty(K)
+    a = np.empty(K)
+    for s in range(S):
+        for k in range(K):
+            offsets[k] = log_w[s, k] - 0.5 * d * LOG_2PI
+            for j in range(d):
+                offsets[k] += np.log(precisions_chol[s, k, j, j])
+        for i in range(n):
+            top = -np.inf
+            for k in range(K):
+                squared = 0.0
+                for c in range(d):
+                    value = 0.0
+                    for r in range(c + 1):
+                        value += (X[i, r] - means[s, k, r]) * precisions_chol[s, k, r, c]
+                    squared += value * value
+                a[k] = offsets[k] - 0.5 * squared
+                top = max(top, a[k])
+            total = 0.0
+            for k in range(K):
+                a[k] = np.exp(a[k] - top)
+                total += a[k]
+            if probabilities:
+                for k in range(K):
+                    out[s, i, k] = a[k] / total
+            else:
+                out[s, i, 0] = top + np.log(total)
+    return out
+
+
+def _draw_densities(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    *,
+    probabilities: bool,
+) -> np.ndarray:
+    """Evaluate :func:`_draw_density_kernel` for draws of dense covariances."""
+    S, K, d = means.shape
+    precisions_chol = precisions_cholesky_from_covariances(
+        covariances.reshape(-1, d, d), "full"
+    ).reshape(S, K, d, d)
+    with np.errstate(divide="ignore"):
+        log_w = np.log(weights)
+    return _draw_density_kernel(
+        np.ascontiguousarray(X, dtype=float),
+        log_w,
+        np.ascontiguousarray(means, dtype=float),
+        precisions_chol,
+        probabilities,
     )
+
+
+def _pointwise_log_likelihood(
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> np.ndarray:
+    """Log mixture density of every observation under every draw.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    weights : ndarray of shape (S, K)
+    means : ndarray of shape (S, K, d)
+    covariances : ndarray of shape (S, K, d, d)
+
+    Returns
+    -------
+    ndarray of shape (S, n)
+    """
+    return _draw_densities(X, weights, means, covariances, probabilities=False)[..., 0]
+
+
+def _allocation_probabilities(
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
+) -> np.ndarray:
+    """Posterior probability that each observation belongs to each component, per draw.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    weights : ndarray of shape (S, K)
+    means : ndarray of shape (S, K, d)
+    covariances : ndarray of shape (S, K, d, d)
+
+    Returns
+    -------
+    ndarray of shape (S, n, K)
+        Rows sum to 1.
+    """
+    return _draw_densities(X, weights, means, covariances, probabilities=True)
 
 
 def _resolve_priors(priors: BayesPriors | Mapping[str, Any] | None) -> BayesPriors:
@@ -504,7 +672,7 @@ def fit_bayes(
     start = initial_values(
         entry.model, init if init is not None else spread_start(X, n_components), covariance_type
     )
-    settings = {
+    settings: dict[str, Any] = {
         "chains": chains,
         "draws": draws,
         "tune": tune,
@@ -538,7 +706,7 @@ def fit_bayes(
         X,
         covariance_type=covariance_type,
         reference=reference,
-        diagnostics={
+        run_info={
             "sampler": name,
             "started_at_em": init is not None,
             "sampling_seconds": float(sampling_seconds),
@@ -558,7 +726,7 @@ def _assemble(
     *,
     covariance_type: str,
     reference: MixtureParams | None,
-    diagnostics: dict[str, Any],
+    run_info: dict[str, Any],
 ) -> BayesFit:
     posterior = idata["posterior"].to_dataset()
     raw_w = posterior["w"].values
@@ -576,7 +744,7 @@ def _assemble(
         method = "reference"
     else:
         stride = max(1, -(-X.shape[0] // STEPHENS_MAX_OBS))
-        probabilities = _over_draws(1, X[::stride], flat_w, flat_mu, flat_cov)
+        probabilities = _allocation_probabilities(X[::stride], flat_w, flat_mu, flat_cov)
         orders = canonical_orders(stephens_orders(probabilities))
         method = "stephens"
     weights = apply_orders(flat_w, orders).reshape(chains, draws, K)
@@ -584,15 +752,18 @@ def _assemble(
     covariances = apply_orders(flat_cov, orders).reshape(chains, draws, K, d, d)
 
     stats = idata["sample_stats"].to_dataset() if "sample_stats" in idata.children else None
-    diagnostics: BayesDiagnostics = {  # type: ignore[assignment]
-        **convergence(component_parameters(weights, means, covariances, covariance_type)),
-        **sampler_counts(stats),
-        **label_switching_report(orders, chains),
-        "relabel_method": method,
-        **diagnostics,
-    }
+    diagnostics = cast(
+        BayesDiagnostics,
+        {
+            **convergence(component_parameters(weights, means, covariances, covariance_type)),
+            **sampler_counts(stats),
+            **label_switching_report(orders, chains),
+            "relabel_method": method,
+            **run_info,
+        },
+    )
     if diagnostics["sampler"] == "advi":
-        diagnostics.update(max_r_hat=np.nan, min_ess_bulk=np.nan, min_ess_tail=np.nan)
+        diagnostics.update({"max_r_hat": np.nan, "min_ess_bulk": np.nan, "min_ess_tail": np.nan})
 
     sample_dims = {"chain": np.arange(chains), "draw": np.arange(draws)}
     groups: dict[str, xr.Dataset] = {"posterior": posterior}
@@ -606,7 +777,7 @@ def _assemble(
         {
             OBSERVED: (
                 ("chain", "draw", "obs"),
-                _over_draws(0, X, flat_w, flat_mu, flat_cov).reshape(chains, draws, -1),
+                _pointwise_log_likelihood(X, flat_w, flat_mu, flat_cov).reshape(chains, draws, -1),
             )
         },
         coords=sample_dims,
