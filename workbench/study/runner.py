@@ -141,6 +141,11 @@ def open_store_for_run(
         orphan.unlink()
     if (directory / DB_NAME).exists():
         store = StudyStore(directory)
+        try:
+            store.check()  # never add tasks to a damaged file: `workbench doctor` repairs it
+        except BaseException:
+            store.close()
+            raise
         if store.config_hash != config.config_hash():
             name = store.metadata()["name"]
             store.close()

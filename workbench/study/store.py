@@ -163,6 +163,9 @@ __all__ = [
     "StoreMismatchError",
     "StudyStore",
     "TaskRecord",
+    "create_tables",
+    "damaged_error",
+    "ensure_folder",
     "package_versions",
 ]
 
@@ -383,8 +386,10 @@ def os_error(exc: OSError, path: Path, doing: str) -> StoreError | None:
             "same command again to resume"
         )
     if exc.errno in _UNWRITABLE_ERRNOS:
-        if exc.errno in (errno.EEXIST, errno.ENOTDIR) or (path.exists() and not path.is_dir()):
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
             cause = "a file is in the way of the output folder"
+        elif exc.errno == errno.EISDIR:
+            cause = "a folder is in the way of the file"
         elif exc.errno == errno.EROFS:
             cause = "the file system is read-only"
         else:
@@ -411,9 +416,11 @@ def ensure_folder(directory: Path) -> None:
     except OSError as exc:
         raise (os_error(exc, directory, "creating the output folder") or exc) from None
     if not os.access(directory, os.W_OK | os.X_OK):
+        read_only = os.statvfs(directory).f_flag & os.ST_RDONLY
+        cause = "the file system is read-only" if read_only else "permission denied"
         raise OutputFolderError(
-            f"{directory}: cannot write to the output folder: permission denied; give a "
-            "writable folder with --output, or fix its permissions"
+            f"{directory}: cannot write to the output folder: {cause}; give a writable "
+            "folder with --output, or fix the folder and run the same command again"
         )
 
 
@@ -755,9 +762,7 @@ class StudyStore:
         conditions: Sequence[tuple[str, Mapping[str, Any]]],
     ) -> None:
         conn.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        create_tables(conn)
         now = _now()
         meta = {
             "name": name,
@@ -778,6 +783,20 @@ class StudyStore:
             ],
         )
         conn.execute("COMMIT")
+
+    def check(self) -> None:
+        """Run SQLite's ``PRAGMA quick_check`` (every page, without the index cross-checks).
+
+        Raises
+        ------
+        StoreDamagedError
+            If the database is damaged; the message quotes ``integrity_check`` and says how
+            to repair it.
+        """
+        with self._guard("checking the database"):
+            rows = self._conn.execute("PRAGMA quick_check(3)").fetchall()
+        if [str(row[0]) for row in rows] != ["ok"]:
+            raise damaged_error(self.path, _damage(self.path))
 
     def close(self) -> None:
         """Close the database connection."""
@@ -1087,6 +1106,13 @@ class StudyStore:
                 raise
             raise user_error from exc
         return target
+
+
+def create_tables(conn: sqlite3.Connection) -> None:
+    """Create every table of the store (see the module docstring) on ``conn``."""
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _params_json(params: MixtureParams) -> tuple[str, str, str]:
