@@ -449,8 +449,6 @@ class _Report:
     ) -> _Figure | None:
         try:
             idata = self.store.load_draws(condition_id, replication, method)
-        except DrawsUnavailableError:
-            raise
         except KeyError:
             return None
         rows = self.estimates[

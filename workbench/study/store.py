@@ -340,11 +340,8 @@ class StoreDamagedError(StoreError):
     """The database file is damaged (it fails SQLite's integrity check)."""
 
 
-class DrawsUnavailableError(StoreError, KeyError):
+class DrawsUnavailableError(StoreError):
     """A kept fit's NetCDF draws file is missing or unreadable."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
 
 
 #: ``errno`` values meaning the disk or the quota is full.
