@@ -190,8 +190,11 @@ def _one_line(err: str) -> str:
 
 
 def _count_tasks(db: Path) -> int:
+    if not db.is_file():
+        return 0
     try:
-        conn = sqlite3.connect(db, timeout=1)
+        # read-only: a plain connect would create an empty file before the run creates it
+        conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=1)
         try:
             return int(conn.execute("SELECT COUNT(*) FROM tasks").fetchone()[0])
         finally:
@@ -705,7 +708,7 @@ class _Cluster:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 try:
-                    process.wait(timeout=20)
+                    process.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     self.kill(process)
 

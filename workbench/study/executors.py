@@ -9,6 +9,7 @@ of completion.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -226,8 +227,18 @@ class DaskExecutor:
                 future.release()  # free the result on the cluster once we hold it
                 yield result
         finally:
-            if client.status == "running":  # not after losing the scheduler
+            if client.status == "running":
                 client.cancel([f for f in futures if not f.done()])
-            client.close()
+                client.close()
+            else:
+                # The scheduler is gone. Closing stops the client's reconnection attempts,
+                # which Dask logs as an error with a traceback; the cause is reported already.
+                client_log = logging.getLogger("distributed.client")
+                level = client_log.level
+                client_log.setLevel(logging.CRITICAL)
+                try:
+                    client.close()
+                finally:
+                    client_log.setLevel(level)
             if cluster is not None:
                 cluster.close()

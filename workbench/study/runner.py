@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -112,6 +113,23 @@ def _remove_store(directory: Path) -> None:
     shutil.rmtree(directory / DRAWS_DIR, ignore_errors=True)
 
 
+def _holds_no_study(path: Path) -> bool:
+    """True for a database file that exists but has no ``study`` table (nor anything else)."""
+    if not path.is_file():
+        return False
+    if path.stat().st_size == 0:
+        return True
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        try:
+            tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False  # damaged or locked: opening the store reports it
+    return tables == 0
+
+
 def open_store_for_run(
     config: StudyConfig, directory: Path, *, overwrite: bool = False
 ) -> StudyStore:
@@ -139,6 +157,9 @@ def open_store_for_run(
     # half-written draws of tasks killed in flight (the run lock is held, so none is live)
     for orphan in [*(directory / DRAWS_DIR).glob("*.tmp*"), *directory.glob(f"{BACKUP_NAME}.tmp*")]:
         orphan.unlink()
+    if _holds_no_study(directory / DB_NAME):
+        # a run killed while creating the store leaves a file without tables: nothing in it
+        _remove_store(directory)
     if (directory / DB_NAME).exists():
         store = StudyStore(directory)
         try:
