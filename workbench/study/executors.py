@@ -195,6 +195,9 @@ class DaskExecutor:
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    # without a dashboard the scheduler still serves /health and /metrics,
+                    # on port 8787 by default: a free port avoids "already in use" warnings
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 )
             client = Client(cluster)
         else:
