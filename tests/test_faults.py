@@ -41,6 +41,7 @@ from workbench.study.store import (
     BACKUP_NAME,
     DB_NAME,
     TASK_TABLES,
+    StoreDamagedError,
     StoreFullError,
     StudyStore,
 )
@@ -572,6 +573,19 @@ def test_periodic_backups_keep_the_last_one(tmp_path: Path, clean: Path) -> None
     (tmp_path / "restored").mkdir()
     shutil.copy(tmp_path / "out" / BACKUP_NAME, tmp_path / "restored" / DB_NAME)
     _assert_same_results(tmp_path / "restored", clean)
+
+
+def test_a_damaged_store_never_replaces_the_last_good_backup(
+    tmp_path: Path, backed_up: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(backed_up, out)
+    good = (out / BACKUP_NAME).read_bytes()
+    _overwrite_a_page(out / DB_NAME, "estimates")
+    with StudyStore(out) as store, pytest.raises(StoreDamagedError, match="is damaged"):
+        store.backup()  # SQLite's backup copies damaged pages as they are
+    assert (out / BACKUP_NAME).read_bytes() == good
+    assert sorted(p.name for p in out.iterdir() if "bak" in p.name) == [BACKUP_NAME]
 
 
 def test_backup_options_are_validated() -> None:

@@ -1065,8 +1065,10 @@ class StudyStore:
         """Copy the database to ``study.db.bak`` with SQLite's online backup API.
 
         The copy is a consistent snapshot of every committed task, taken while the store
-        stays open. It is written to a temporary file and renamed over the previous
-        backup, so a failed backup (e.g. a full disk) leaves the last good one in place.
+        stays open. It is written to a temporary file, checked with ``quick_check`` (the
+        backup API copies pages as they are, damaged ones too) and only then renamed over
+        the previous backup, so a failed backup (a full disk, a damaged store) leaves the
+        last good one in place.
 
         Returns
         -------
@@ -1077,6 +1079,8 @@ class StudyStore:
         ------
         StoreFullError, OutputFolderError
             If the disk is full or the folder cannot be written.
+        StoreDamagedError
+            If the store is damaged (the previous backup is kept).
         """
         target = self.directory / BACKUP_NAME
         tmp = self.directory / f"{BACKUP_NAME}.tmp{os.getpid()}"
@@ -1086,9 +1090,11 @@ class StudyStore:
                 self._conn.backup(dest)
                 # the copy is a self-contained file: no -wal beside it once it is renamed
                 dest.execute("PRAGMA journal_mode=DELETE")
+                intact = [str(r[0]) for r in dest.execute("PRAGMA quick_check(1)")] == ["ok"]
             finally:
                 dest.close()
-            os.replace(tmp, target)
+            if intact:
+                os.replace(tmp, target)
         except (sqlite3.Error, OSError) as exc:
             for suffix in ("", "-journal", "-wal", "-shm"):
                 Path(f"{tmp}{suffix}").unlink(missing_ok=True)
@@ -1102,6 +1108,9 @@ class StudyStore:
             if user_error is None:
                 raise
             raise user_error from exc
+        if not intact:
+            tmp.unlink(missing_ok=True)
+            raise damaged_error(self.path, _damage(self.path))
         return target
 
 
