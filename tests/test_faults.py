@@ -554,6 +554,23 @@ def test_doctor_restores_from_the_backup(
     assert main(["status", str(out)]) == 0
 
 
+def test_doctor_changes_nothing_when_nothing_can_be_saved(
+    tmp_path: Path, backed_up: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(backed_up, out)
+    (out / BACKUP_NAME).unlink()
+    with open(out / DB_NAME, "r+b") as handle:
+        handle.write(b"\x00" * 16)
+    damaged = (out / DB_NAME).read_bytes()
+    names = sorted(p.name for p in out.iterdir())
+    assert main(["doctor", str(out), "--repair"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "is damaged beyond repair" in line and "--overwrite" in line
+    assert (out / DB_NAME).read_bytes() == damaged
+    assert sorted(p.name for p in out.iterdir()) == names
+
+
 def test_periodic_backups_keep_the_last_one(tmp_path: Path, clean: Path) -> None:
     config = parse_study(EM_STUDY.format(replications=REPLICATIONS, backup_every=3))
     taken: list[int] = []

@@ -1,8 +1,9 @@
 """The ``workbench`` command: a thin layer that parses arguments and calls the library.
 
-Exit codes: 0 success; 1 the study stopped after too many errors, or its workers died; 2 a
-usage, config, data or folder error (a :class:`~workbench.errors.WorkbenchError`, printed
-on one line without a traceback; ``--traceback`` shows it); 130 interrupted. Any other
+Exit codes: 0 success; 1 the study stopped after too many errors, or its workers or its Dask
+scheduler were lost; 2 a usage, config, data or folder error, a full disk or a damaged store
+(a :class:`~workbench.errors.WorkbenchError`, printed on one line without a traceback;
+``--traceback`` shows it); 130 interrupted. Any other
 exception is a bug of ours and keeps its traceback.
 
 The library is imported inside each command, so ``workbench --help``, ``status`` and

@@ -249,8 +249,10 @@ def repair_store(directory: str | os.PathLike[str]) -> RepairResult:
         try:
             result = _rebuild(sources, fresh)
         except BaseException:
-            for suffix in ("", "-journal"):
-                Path(f"{fresh}{suffix}").unlink(missing_ok=True)
+            # nothing changed: the damaged file is still in place, so neither copy is needed
+            for leftover in (fresh, Path(f"{fresh}-journal"), damaged_copy):
+                leftover.unlink(missing_ok=True)
+            Path(f"{damaged_copy}-wal").unlink(missing_ok=True)
             raise
         finally:
             for source in sources:

@@ -257,8 +257,13 @@ def run_study(
     ------
     StoreMismatchError
         If the output folder holds results of a different config.
-    ValueError
+    StoreError
         If another run is writing to the same folder.
+    OutputFolderError, StoreFullError, StoreDamagedError
+        If the output folder cannot be written, the disk fills up, or the store is damaged
+        (see :mod:`workbench.study.doctor`). Tasks stored before are kept.
+    ExecutorError
+        If the workers or the Dask scheduler are lost; a rerun resumes.
     """
     directory = Path(output) if output is not None else config.output_dir
     executor = executor or LocalExecutor(1)

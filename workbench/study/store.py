@@ -166,7 +166,9 @@ __all__ = [
     "create_tables",
     "damaged_error",
     "ensure_folder",
+    "os_error",
     "package_versions",
+    "sqlite_error",
 ]
 
 DB_NAME = "study.db"
