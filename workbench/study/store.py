@@ -5,6 +5,9 @@ A study's output folder (default ``reports/<study name>/``) holds
 ``study.db``
     The SQLite database described below (plus ``study.db-wal`` / ``study.db-shm`` while it is
     open: the database runs in WAL mode).
+``study.db.bak``
+    The last periodic copy of the database (:meth:`StudyStore.backup`; ``[output]
+    backup_every`` / ``backup_minutes``), a complete store of its own.
 ``draws/c{condition:03d}-r{replication:04d}-{method}.nc``
     Posterior draws of kept fits as NetCDF: the fit's ArviZ ``DataTree`` (``posterior``
     with the draws as sampled, ``posterior_relabelled`` with ``w``, ``mu``, ``cov`` after
