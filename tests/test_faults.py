@@ -531,9 +531,10 @@ def test_a_damaged_page_is_reported_and_doctor_repairs_what_it_can(
 
 @pytest.mark.parametrize("damage", ["header", "page"])
 def test_doctor_restores_from_the_backup(
-    tmp_path: Path, backed_up: Path, damage: str, capsys
+    tmp_path: Path, backed_up: Path, damage: str, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    out = Path("out")  # relative, as a user types it
     shutil.copytree(backed_up, out)
     before = _snapshot(out)
     if damage == "header":

@@ -438,7 +438,7 @@ def _sqlite_cause(exc: BaseException) -> sqlite3.Error | None:
 def _damage(path: Path) -> str:
     """What ``PRAGMA integrity_check`` says about the database at ``path``, in one line."""
     try:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5.0)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
         try:
             rows = conn.execute("PRAGMA integrity_check(3)").fetchall()
         finally:
