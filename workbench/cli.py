@@ -1,8 +1,9 @@
 """The ``workbench`` command: a thin layer that parses arguments and calls the library.
 
-Exit codes: 0 success; 1 the study stopped after too many errors, or its workers died; 2 a
-usage, config, data or folder error (a :class:`~workbench.errors.WorkbenchError`, printed
-on one line without a traceback; ``--traceback`` shows it); 130 interrupted. Any other
+Exit codes: 0 success; 1 the study stopped after too many errors, or its workers or its Dask
+scheduler were lost; 2 a usage, config, data or folder error, a full disk or a damaged store
+(a :class:`~workbench.errors.WorkbenchError`, printed on one line without a traceback;
+``--traceback`` shows it); 130 interrupted. Any other
 exception is a bug of ours and keeps its traceback.
 
 The library is imported inside each command, so ``workbench --help``, ``status`` and
@@ -32,7 +33,13 @@ from workbench.study.executors import (
 )
 from workbench.study.export import status_table, write_results
 from workbench.study.locate import resolve_study, stored_study_directory
-from workbench.study.store import DB_NAME, StudyStore
+from workbench.study.store import (
+    BACKUP_NAME,
+    DB_NAME,
+    StudyStore,
+    damaged_error,
+    os_error,
+)
 
 __all__ = ["main"]
 
@@ -107,6 +114,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"tasks: {config.n_tasks} total, 0 ok, 0 failed, {config.n_tasks} remaining")
         return 0
     with StudyStore(directory) as store:
+        store.check()
         replications = config.replications if config else None
         table = status_table(store, replications)
         meta = store.metadata()
@@ -133,8 +141,39 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_results(args: argparse.Namespace) -> int:
     with _open_store(args.study) as store:
         path = Path(args.output) if args.output else store.directory / f"results.{args.format}"
-        n_rows = write_results(store, path, args.format)
+        try:
+            n_rows = write_results(store, path, args.format)
+        except OSError as exc:
+            raise (os_error(exc, path, "writing the results") or exc) from None
     print(f"wrote {n_rows} rows to {path}")
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from workbench.study.doctor import check_store, repair_store
+
+    directory = stored_study_directory(args.study)
+    check = check_store(directory / DB_NAME)
+    tasks = f", {check.n_tasks} tasks" if check.n_tasks is not None else ""
+    print(f"{check.path}: {check.summary()}{tasks}")
+    backup = directory / BACKUP_NAME
+    if backup.is_file():
+        backup_check = check_store(backup)
+        backup_tasks = f", {backup_check.n_tasks} tasks" if backup_check.n_tasks is not None else ""
+        print(f"{backup}: {backup_check.summary()}{backup_tasks}")
+    if check.ok:
+        return 0
+    if not args.repair:
+        raise damaged_error(check.path, check.summary())
+    result = repair_store(directory)
+    print(
+        f"repaired {result.path}: {len(result.recovered)} tasks recovered, "
+        f"{len(result.restored)} restored from {BACKUP_NAME}, {len(result.lost)} lost; "
+        f"the damaged file is kept as {result.damaged_copy}"
+    )
+    if result.lost:
+        print("lost tasks (condition, replication): " + ", ".join(map(str, result.lost)))
+    print("run the study again to redo the missing tasks: workbench run STUDY.toml")
     return 0
 
 
@@ -151,7 +190,11 @@ def _task_id(text: str) -> tuple[int, int]:
 def _cmd_report(args: argparse.Namespace) -> int:
     from workbench.report import build_report
 
-    index = build_report(args.study, output_dir=args.output, selected=args.select)
+    try:
+        index = build_report(args.study, output_dir=args.output, selected=args.select)
+    except OSError as exc:
+        where = Path(exc.filename) if exc.filename else Path(args.output or args.study)
+        raise (os_error(exc, where, "writing the report") or exc) from None
     print(f"report written: {index}")
     return 0
 
@@ -250,6 +293,18 @@ def _parser() -> argparse.ArgumentParser:
         "replication of each condition)",
     )
     report.set_defaults(handler=_cmd_report)
+
+    doctor = sub.add_parser(
+        "doctor", help="check the study's database for damage (SQLite integrity_check)"
+    )
+    doctor.add_argument("study", metavar="STUDY", help=study_help)
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="keep the damaged file and copy every readable task into a fresh database "
+        "(tasks it cannot read come from study.db.bak when it holds them)",
+    )
+    doctor.set_defaults(handler=_cmd_doctor)
 
     fit = sub.add_parser("fit", help="fit EM and the Bayesian mixture to a CSV of real data")
     fit.add_argument("data", metavar="DATA.csv", help="numeric CSV, one row per observation")

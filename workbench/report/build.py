@@ -39,7 +39,7 @@ from workbench.report import plots, tables
 from workbench.simulate import Scenario
 from workbench.study.locate import stored_study_directory
 from workbench.study.seeds import regenerate_dataset
-from workbench.study.store import StoreError, StudyStore
+from workbench.study.store import DrawsUnavailableError, StoreError, StudyStore, ensure_folder
 
 __all__ = ["build_report"]
 
@@ -130,8 +130,8 @@ def build_report(
     """
     directory = stored_study_directory(study)
     out = directory if output_dir is None else Path(output_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
+    ensure_folder(out / "figures")
+    ensure_folder(out / "tables")
     with StudyStore(directory) as store:
         report = _Report(store, out)
         context = report.context(selected)
@@ -379,7 +379,14 @@ class _Report:
             if method == "em":
                 entry.figures.append(self._em_figure(condition_id, replication, X, truth, stem))
             else:
-                figure = self._posterior_figure(condition_id, replication, method, truth, stem)
+                try:
+                    figure = self._posterior_figure(condition_id, replication, method, truth, stem)
+                except DrawsUnavailableError as exc:
+                    # the rest of the report does not need the draws: say why this is missing
+                    entry.notes.append(
+                        f"The {method} posterior plot of this fit is unavailable: {exc}."
+                    )
+                    continue
                 if figure is None:
                     entry.notes.append(
                         f"The {method} draws of this fit were not kept ([output] keep_draws)."

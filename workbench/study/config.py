@@ -76,6 +76,9 @@ __all__ = [
 METHOD_NAMES: tuple[str, ...] = ("em", "bayes", "advi")
 TRUTH_MODES: tuple[str, ...] = ("fixed", "random")
 KEEP_DRAWS: tuple[str, ...] = ("first", "all", "none")
+#: ``[output] backup_every`` / ``backup_minutes``: copy the store every 50 tasks or 10 minutes.
+DEFAULT_BACKUP_EVERY = 50
+DEFAULT_BACKUP_MINUTES = 10.0
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -169,12 +172,20 @@ class OutputOptions:
         The run stops once this many fits (or simulations) have failed in it.
     levels : tuple of float in (0, 1)
         Credible-interval levels scored for coverage.
+    backup_every : int >= 0
+        Copy the store to ``study.db.bak`` after every this many stored tasks (0: never by
+        count). A damaged disk then loses at most the tasks since the last copy.
+    backup_minutes : float >= 0
+        Also copy it once this many minutes have passed since the last copy (0: never by
+        time). A run that stored anything ends with a copy either way, unless both are 0.
     """
 
     dir: str | None = None
     keep_draws: str = "first"
     max_errors: int = 20
     levels: tuple[float, ...] = DEFAULT_LEVELS
+    backup_every: int = DEFAULT_BACKUP_EVERY
+    backup_minutes: float = DEFAULT_BACKUP_MINUTES
 
 
 @dataclass(frozen=True)
@@ -312,6 +323,8 @@ _VALIDATORS: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
         "keep_draws": _one_of(KEEP_DRAWS),
         "max_errors": _int_at_least(0),
         "levels": _LEVELS,
+        "backup_every": _int_at_least(0),
+        "backup_minutes": _NON_NEGATIVE,
     },
 }
 

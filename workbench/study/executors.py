@@ -9,17 +9,31 @@ of completion.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from workbench._platform import available_cpus
 from workbench._validation import check_int
 from workbench.errors import WorkbenchError
 
-__all__ = ["DaskExecutor", "Executor", "ExecutorError", "LocalExecutor", "default_workers"]
+__all__ = [
+    "ALLOWED_FAILURES",
+    "DaskExecutor",
+    "Executor",
+    "ExecutorError",
+    "LocalExecutor",
+    "LostTask",
+    "default_workers",
+]
+
+#: Workers that may die while running one task before it is given up (Dask's
+#: ``distributed.scheduler.allowed-failures``, whose default is also 3). A running scheduler
+#: keeps its own setting; this one applies to the LocalCluster of ``--dask-local``.
+ALLOWED_FAILURES = 3
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,7 +51,24 @@ class Executor(Protocol):
     #: time in this process, 1 when several tasks share the machine or run on a cluster.
     chain_cores: int | None
 
-    def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Generator[R, None, None]: ...
+    def run(
+        self, fn: Callable[[T], R], items: Iterable[T]
+    ) -> Generator[R | LostTask[T], None, None]: ...
+
+
+class LostTask[Item](NamedTuple):
+    """An item given up after the workers running it died too often.
+
+    Attributes
+    ----------
+    item : Item
+        The item (a task spec) that did not finish.
+    reason : str
+        Why, in one line (e.g. the number of workers that died while running it).
+    """
+
+    item: Item
+    reason: str
 
 
 class ExecutorError(RuntimeError):
@@ -109,20 +140,36 @@ class DaskExecutor:
     local_workers : int, optional
         Start a ``LocalCluster`` with this many single-threaded worker processes instead.
         Exactly one of ``scheduler`` and ``local_workers`` must be given.
+    allowed_failures : int >= 0
+        For the LocalCluster: how many workers may die while running one task before it is
+        given up (Dask's ``allowed-failures``). A running scheduler uses its own setting.
 
     Notes
     -----
     The workers must be able to import ``workbench`` (the same version as the main
     process). Results travel back to the main process, which alone writes the store.
+
+    A worker that dies (killed, out of memory) takes its running task with it; the
+    scheduler runs the task again on another worker. After ``allowed_failures + 1`` deaths
+    while running the same task, ``run`` yields a :class:`LostTask` for it (the runner
+    stores it as failed) and goes on. A scheduler that goes away stops the run with an
+    :class:`ExecutorError`: the tasks already stored stay, and a rerun resumes.
     """
 
-    def __init__(self, scheduler: str | None = None, local_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        local_workers: int | None = None,
+        *,
+        allowed_failures: int = ALLOWED_FAILURES,
+    ) -> None:
         if (scheduler is None) == (local_workers is None):
             raise ValueError("give exactly one of scheduler (an address) and local_workers")
         if local_workers is not None:
             check_int("local_workers", local_workers, minimum=1)
         self.scheduler = scheduler
         self.local_workers = local_workers
+        self.allowed_failures = check_int("allowed_failures", allowed_failures, minimum=0)
         # one thread per chain inside a daemonic Dask worker: no process forking there
         self.chain_cores: int | None = 1
         self.description = (
@@ -131,18 +178,27 @@ class DaskExecutor:
             else f"on a Dask LocalCluster of {local_workers} workers"
         )
 
-    def run(self, fn: Callable[[T], R], items: Iterable[T]) -> Generator[R, None, None]:
+    def run(
+        self, fn: Callable[[T], R], items: Iterable[T]
+    ) -> Generator[R | LostTask[T], None, None]:
+        import dask
         from distributed import Client, LocalCluster, as_completed
+        from distributed.client import FutureCancelledError
         from distributed.scheduler import KilledWorker
 
         cluster: Any = None
         if self.local_workers is not None:
-            cluster = LocalCluster(
-                n_workers=self.local_workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-            )
+            # the scheduler of a LocalCluster lives in this process and reads this setting
+            with dask.config.set({"distributed.scheduler.allowed-failures": self.allowed_failures}):
+                cluster = LocalCluster(
+                    n_workers=self.local_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    # without a dashboard the scheduler still serves /health and /metrics,
+                    # on port 8787 by default: a free port avoids "already in use" warnings
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                )
             client = Client(cluster)
         else:
             try:
@@ -152,22 +208,40 @@ class DaskExecutor:
                     f"cannot reach the Dask scheduler at {self.scheduler!r} ({exc}); "
                     "give the address of a running scheduler, e.g. tcp://host:8786"
                 ) from None
+        address = self.scheduler if cluster is None else cluster.scheduler_address
         futures = []
         try:
             # pure=False: identical specs never occur, and we never want Dask to reuse results
+            items = list(items)
             futures = [client.submit(fn, item, pure=False) for item in items]
+            item_of = {future.key: item for future, item in zip(futures, items, strict=True)}
             for future in as_completed(futures):
                 try:
-                    result = future.result()
+                    result: R | LostTask[T] = future.result()
                 except KilledWorker as exc:
+                    reason = " ".join(str(exc).split())
+                    result = LostTask(item_of[future.key], f"Dask workers died: {reason}")
+                except FutureCancelledError as exc:
                     raise ExecutorError(
-                        f"Dask workers died while running a task ({exc}); the unfinished "
-                        "tasks are not stored: run the same command again to resume"
+                        f"lost the connection to the Dask scheduler at {address}"
+                        f" ({exc.reason}); the finished tasks are stored: start the scheduler "
+                        "and its workers again and run the same command to resume"
                     ) from None
                 future.release()  # free the result on the cluster once we hold it
                 yield result
         finally:
-            client.cancel([f for f in futures if not f.done()])
-            client.close()
+            if client.status == "running":
+                client.cancel([f for f in futures if not f.done()])
+                client.close()
+            else:
+                # The scheduler is gone. Closing stops the client's reconnection attempts,
+                # which Dask logs as an error with a traceback; the cause is reported already.
+                client_log = logging.getLogger("distributed.client")
+                level = client_log.level
+                client_log.setLevel(logging.CRITICAL)
+                try:
+                    client.close()
+                finally:
+                    client_log.setLevel(level)
             if cluster is not None:
                 cluster.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -10,17 +11,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from workbench.study.config import StudyConfig
-from workbench.study.executors import Executor, LocalExecutor
+from workbench.study.config import OutputOptions, StudyConfig
+from workbench.study.executors import Executor, LocalExecutor, LostTask
 from workbench.study.seeds import task_seed
 from workbench.study.store import (
+    BACKUP_NAME,
     DB_NAME,
     DRAWS_DIR,
     StoreMismatchError,
     StudyStore,
+    TaskRecord,
     run_lock,
 )
-from workbench.study.task import TaskSpec, run_task
+from workbench.study.task import TaskSpec, lost_task_record, run_task
 
 __all__ = ["RunSummary", "open_store_for_run", "run_study", "task_specs"]
 
@@ -105,9 +108,26 @@ def task_specs(
 
 
 def _remove_store(directory: Path) -> None:
-    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-journal"):
+    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-journal", BACKUP_NAME):
         (directory / name).unlink(missing_ok=True)
     shutil.rmtree(directory / DRAWS_DIR, ignore_errors=True)
+
+
+def _holds_no_study(path: Path) -> bool:
+    """True for a database file that exists but has no ``study`` table (nor anything else)."""
+    if not path.is_file():
+        return False
+    if path.stat().st_size == 0:
+        return True
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        try:
+            tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False  # damaged or locked: opening the store reports it
+    return tables == 0
 
 
 def open_store_for_run(
@@ -135,10 +155,18 @@ def open_store_for_run(
     if overwrite:
         _remove_store(directory)
     # half-written draws of tasks killed in flight (the run lock is held, so none is live)
-    for orphan in (directory / DRAWS_DIR).glob("*.tmp*"):
+    for orphan in [*(directory / DRAWS_DIR).glob("*.tmp*"), *directory.glob(f"{BACKUP_NAME}.tmp*")]:
         orphan.unlink()
+    if _holds_no_study(directory / DB_NAME):
+        # a run killed while creating the store leaves a file without tables: nothing in it
+        _remove_store(directory)
     if (directory / DB_NAME).exists():
         store = StudyStore(directory)
+        try:
+            store.check()  # never add tasks to a damaged file: `workbench doctor` repairs it
+        except BaseException:
+            store.close()
+            raise
         if store.config_hash != config.config_hash():
             name = store.metadata()["name"]
             store.close()
@@ -158,6 +186,42 @@ def open_store_for_run(
         config_hash=config.config_hash(),
         conditions=[(s.label(), s.to_dict()) for s in config.conditions],
     )
+
+
+def _as_record(result: TaskRecord | LostTask[TaskSpec]) -> TaskRecord:
+    """A task whose workers kept dying is stored as failed, like a failing fit."""
+    if isinstance(result, LostTask):
+        return lost_task_record(result.item, result.reason)
+    return result
+
+
+class _Backups:
+    """Copies the store to ``study.db.bak`` every ``backup_every`` tasks or
+    ``backup_minutes`` minutes (``[output]``), and once more when a run that stored
+    anything ends, so a damaged disk loses at most the tasks since the last copy."""
+
+    def __init__(self, store: StudyStore, options: OutputOptions) -> None:
+        self.store = store
+        self.every = options.backup_every
+        self.seconds = options.backup_minutes * 60.0
+        self.since = 0
+        self.last = time.monotonic()
+
+    def task_stored(self) -> None:
+        self.since += 1
+        due_by_count = self.every > 0 and self.since >= self.every
+        due_by_time = self.seconds > 0 and time.monotonic() - self.last >= self.seconds
+        if due_by_count or due_by_time:
+            self._backup()
+
+    def run_ended(self) -> None:
+        if self.since and (self.every > 0 or self.seconds > 0):
+            self._backup()
+
+    def _backup(self) -> None:
+        self.store.backup()
+        self.since = 0
+        self.last = time.monotonic()
 
 
 def run_study(
@@ -193,8 +257,13 @@ def run_study(
     ------
     StoreMismatchError
         If the output folder holds results of a different config.
-    ValueError
+    StoreError
         If another run is writing to the same folder.
+    OutputFolderError, StoreFullError, StoreDamagedError
+        If the output folder cannot be written, the disk fills up, or the store is damaged
+        (see :mod:`workbench.study.doctor`). Tasks stored before are kept.
+    ExecutorError
+        If the workers or the Dask scheduler are lost; a rerun resumes.
     """
     directory = Path(output) if output is not None else config.output_dir
     executor = executor or LocalExecutor(1)
@@ -220,9 +289,12 @@ def run_study(
             dynamic_ncols=True,
         )
         results = executor.run(run_task, specs)
+        backups = _Backups(store, config.output)
         try:
-            for record in results:
+            for result in results:
+                record = _as_record(result)
                 store.write_task(record)
+                backups.task_stored()
                 n_run += 1
                 n_failed += record.status == "failed"
                 n_errors += record.n_errors
@@ -234,6 +306,7 @@ def run_study(
         finally:
             results.close()
             bar.close()
+        backups.run_ended()
     return RunSummary(
         directory=directory,
         n_tasks=config.n_tasks,

@@ -5,6 +5,9 @@ A study's output folder (default ``reports/<study name>/``) holds
 ``study.db``
     The SQLite database described below (plus ``study.db-wal`` / ``study.db-shm`` while it is
     open: the database runs in WAL mode).
+``study.db.bak``
+    The last periodic copy of the database (:meth:`StudyStore.backup`; ``[output]
+    backup_every`` / ``backup_minutes``), a complete store of its own.
 ``draws/c{condition:03d}-r{replication:04d}-{method}.nc``
     Posterior draws of kept fits as NetCDF: the fit's ArviZ ``DataTree`` (``posterior``
     with the draws as sampled, ``posterior_relabelled`` with ``w``, ``mu``, ``cov`` after
@@ -23,6 +26,17 @@ temporary name and renamed into place *before* that transaction commits. A run k
 the database or absent, and an absent task is simply run again on resume (an orphaned NetCDF
 file from the killed run is overwritten). ``PRAGMA synchronous=FULL`` makes each commit
 durable.
+
+Faults of the environment
+-------------------------
+A full disk (``SQLITE_FULL``, ``ENOSPC``, ``EDQUOT``), a folder that cannot be written
+(a file in its place, no permission, a read-only file system) and a damaged database
+(``SQLITE_CORRUPT``, ``SQLITE_NOTADB``) raise a :class:`StoreError` subclass whose one-line
+message names the file, the cause and the next step; the transaction in progress is rolled
+back (only while one is still open, so the original cause is what is reported) and every
+task committed before is kept. ``study.db.bak`` is the last periodic copy of the database
+(:meth:`StudyStore.backup`, taken by the runner); :mod:`workbench.study.doctor` checks and
+repairs a damaged store.
 
 Every row of the per-task tables is keyed by ``(condition_id, replication)``; the pair is the
 task's identity. Both numbers are stable for a given config: ``condition_id`` is the
@@ -112,6 +126,7 @@ Tables
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -139,17 +154,28 @@ if TYPE_CHECKING:
     from workbench.simulate import Dataset
 
 __all__ = [
+    "BACKUP_NAME",
     "DB_NAME",
+    "DrawsUnavailableError",
     "EMDiagnostics",
     "FitRecord",
+    "OutputFolderError",
+    "StoreDamagedError",
     "StoreError",
+    "StoreFullError",
     "StoreMismatchError",
     "StudyStore",
     "TaskRecord",
+    "create_tables",
+    "damaged_error",
+    "ensure_folder",
+    "os_error",
     "package_versions",
+    "sqlite_error",
 ]
 
 DB_NAME = "study.db"
+BACKUP_NAME = DB_NAME + ".bak"
 DRAWS_DIR = "draws"
 LOCK_NAME = ".study.lock"
 SCHEMA_VERSION = 1
@@ -304,6 +330,168 @@ class StoreError(WorkbenchError, ValueError):
 
 class StoreMismatchError(StoreError):
     """The output folder holds results of a different study configuration."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or the user's quota) is full: nothing more can be written."""
+
+
+class OutputFolderError(StoreError):
+    """The output folder cannot be written: a file is in its place, no permission, or a
+    read-only file system."""
+
+
+class StoreDamagedError(StoreError):
+    """The database file is damaged (it fails SQLite's integrity check)."""
+
+
+class DrawsUnavailableError(StoreError):
+    """A kept fit's NetCDF draws file is missing or unreadable."""
+
+
+#: ``errno`` values meaning the disk or the quota is full.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: ``errno`` values meaning the folder cannot be written to.
+_UNWRITABLE_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
+)
+
+
+def _os_cause(exc: OSError) -> str:
+    """``exc`` as a short cause, e.g. ``'No space left on device (ENOSPC)'``."""
+    name = errno.errorcode.get(exc.errno or 0)
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({name})" if name else reason
+
+
+def os_error(exc: OSError, path: Path, doing: str) -> StoreError | None:
+    """The user error that an ``OSError`` raised while ``doing`` something to ``path`` means.
+
+    Parameters
+    ----------
+    exc : OSError
+    path : Path
+        The file or folder being written.
+    doing : str
+        What was being done, e.g. ``"writing the draws file"``.
+
+    Returns
+    -------
+    StoreError or None
+        None when the error is not one the user's environment causes (then it is a bug of
+        ours and keeps its traceback).
+    """
+    if exc.errno in _FULL_ERRNOS:
+        return StoreFullError(
+            f"{path}: the disk is full while {doing} ({_os_cause(exc)}); every task stored "
+            "before is kept: free some space (or choose another --output folder) and run the "
+            "same command again to resume"
+        )
+    if exc.errno in _UNWRITABLE_ERRNOS:
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            cause = "a file is in the way of the output folder"
+        elif exc.errno == errno.EISDIR:
+            cause = "a folder is in the way of the file"
+        elif exc.errno == errno.EROFS:
+            cause = "the file system is read-only"
+        else:
+            cause = "permission denied"
+        return OutputFolderError(
+            f"{path}: cannot write while {doing}: {cause} ({_os_cause(exc)}); give a writable "
+            "folder with --output, or fix the folder and run the same command again"
+        )
+    return None
+
+
+def ensure_folder(directory: Path) -> None:
+    """Create ``directory`` (and its parents) for writing, or say in one line why not.
+
+    Raises
+    ------
+    OutputFolderError
+        A file is in the way, the folder is not writable or on a read-only file system.
+    StoreFullError
+        No space is left to create it.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise (os_error(exc, directory, "creating the output folder") or exc) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        read_only = os.statvfs(directory).f_flag & os.ST_RDONLY
+        cause = "the file system is read-only" if read_only else "permission denied"
+        raise OutputFolderError(
+            f"{directory}: cannot write to the output folder: {cause}; give a writable "
+            "folder with --output, or fix the folder and run the same command again"
+        )
+
+
+def _sqlite_cause(exc: BaseException) -> sqlite3.Error | None:
+    """The ``sqlite3.Error`` behind ``exc`` (pandas wraps it in its own DatabaseError)."""
+    while exc is not None:
+        if isinstance(exc, sqlite3.Error):
+            return exc
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return None
+
+
+def _damage(path: Path) -> str:
+    """What ``PRAGMA integrity_check`` says about the database at ``path``, in one line."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            rows = conn.execute("PRAGMA integrity_check(3)").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"integrity_check: {exc}"
+    return "integrity_check: " + "; ".join(str(row[0]) for row in rows)
+
+
+def damaged_error(path: Path, detail: str) -> StoreDamagedError:
+    """The one-line error for a damaged database at ``path``."""
+    directory = path.parent
+    backup = directory / BACKUP_NAME
+    restore = f" (or from {backup})" if backup.is_file() else ""
+    return StoreDamagedError(
+        f"{path} is damaged ({detail}); run `workbench doctor {directory} --repair` to keep "
+        f"the damaged file and copy every readable task into a fresh store{restore}"
+    )
+
+
+def sqlite_error(exc: BaseException, path: Path, doing: str) -> StoreError | None:
+    """The user error that an SQLite failure while ``doing`` something to ``path`` means.
+
+    Returns
+    -------
+    StoreError or None
+        None for errors the environment does not cause (constraint violations, SQL
+        mistakes): those are bugs and keep their traceback.
+    """
+    cause = _sqlite_cause(exc)
+    if cause is None:
+        return None
+    code = getattr(cause, "sqlite_errorcode", 0) & 0xFF
+    name = getattr(cause, "sqlite_errorname", "")
+    if code == sqlite3.SQLITE_FULL:
+        return StoreFullError(
+            f"{path}: the disk is full while {doing} ({cause}, {name}); every task stored "
+            "before is kept: free some space (or choose another --output folder) and run the "
+            "same command again to resume"
+        )
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return damaged_error(path, _damage(path))
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        return OutputFolderError(
+            f"{path}: cannot write while {doing} ({cause}, {name}); make the folder and the "
+            "file writable, or give another folder with --output"
+        )
+    if code == sqlite3.SQLITE_IOERR:
+        return StoreError(
+            f"{path}: the disk failed while {doing} ({cause}, {name}); check the disk, then "
+            f"run `workbench doctor {path.parent}` before going on"
+        )
+    return None
 
 
 class EMDiagnostics(TypedDict, total=False):
@@ -486,9 +674,33 @@ class StudyStore:
     def _connect(path: Path) -> sqlite3.Connection:
         # autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), one per task
         conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise (sqlite_error(exc, path, "opening the database") or exc) from None
         return conn
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Turn failures the environment causes (full disk, damage) into one-line errors.
+
+        An open transaction is rolled back first, and only when SQLite has not already
+        done so (``in_transaction``): a failed ``ROLLBACK`` must never hide the cause.
+        """
+        try:
+            yield
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error as second:
+                    exc.add_note(f"the rollback that followed failed too: {second}")
+            user_error = sqlite_error(exc, self.path, doing) if isinstance(exc, Exception) else None
+            if user_error is None:
+                raise
+            raise user_error from exc
 
     @classmethod
     def create(
@@ -517,15 +729,42 @@ class StudyStore:
             In condition-id order.
         """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        ensure_folder(directory)
         path = directory / DB_NAME
         if path.exists():
             raise FileExistsError(f"{path} already exists")
-        conn = cls._connect(path)
+        try:
+            conn = cls._connect(path)
+        except sqlite3.Error as exc:
+            raise (sqlite_error(exc, path, "creating the database") or exc) from None
+        try:
+            cls._create_schema(conn, name, config_toml, config, config_hash, conditions)
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+            # a half-created store would block the next run; nothing was stored in it yet
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            if isinstance(exc, Exception):
+                user_error = sqlite_error(exc, path, "creating the database")
+                if user_error is not None:
+                    raise user_error from exc
+            raise
+        conn.close()
+        return cls(directory)
+
+    @staticmethod
+    def _create_schema(
+        conn: sqlite3.Connection,
+        name: str,
+        config_toml: str,
+        config: Mapping[str, Any],
+        config_hash: str,
+        conditions: Sequence[tuple[str, Mapping[str, Any]]],
+    ) -> None:
         conn.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        create_tables(conn)
         now = _now()
         meta = {
             "name": name,
@@ -546,8 +785,20 @@ class StudyStore:
             ],
         )
         conn.execute("COMMIT")
-        conn.close()
-        return cls(directory)
+
+    def check(self) -> None:
+        """Run SQLite's ``PRAGMA quick_check`` (every page, without the index cross-checks).
+
+        Raises
+        ------
+        StoreDamagedError
+            If the database is damaged; the message quotes ``integrity_check`` and says how
+            to repair it.
+        """
+        with self._guard("checking the database"):
+            rows = self._conn.execute("PRAGMA quick_check(3)").fetchall()
+        if [str(row[0]) for row in rows] != ["ok"]:
+            raise damaged_error(self.path, _damage(self.path))
 
     def close(self) -> None:
         """Close the database connection."""
@@ -563,7 +814,8 @@ class StudyStore:
     def metadata(self) -> dict[str, str]:
         """The ``study`` table as a dict (values are strings; ``config`` and ``versions``
         are JSON)."""
-        return dict(self._conn.execute("SELECT key, value FROM study").fetchall())
+        with self._guard("reading the study metadata"):
+            return dict(self._conn.execute("SELECT key, value FROM study").fetchall())
 
     @property
     def config_hash(self) -> str:
@@ -581,11 +833,12 @@ class StudyStore:
             "updated_at": _now(),
             "versions": json.dumps(package_versions(), sort_keys=True),
         }
-        self._conn.execute("BEGIN IMMEDIATE")
-        self._conn.executemany(
-            "UPDATE study SET value = ? WHERE key = ?", [(v, k) for k, v in rows.items()]
-        )
-        self._conn.execute("COMMIT")
+        with self._guard("recording the study config"):
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                "UPDATE study SET value = ? WHERE key = ?", [(v, k) for k, v in rows.items()]
+            )
+            self._conn.execute("COMMIT")
 
     def conditions(self) -> pd.DataFrame:
         """``condition_id``, ``label`` and ``scenario`` (a dict) per condition."""
@@ -600,21 +853,24 @@ class StudyStore:
             raise ValueError(
                 f"unknown table {name!r}; tables are: study, conditions, {', '.join(TASK_TABLES)}"
             )
-        return pd.read_sql_query(f"SELECT * FROM {name}", self._conn)  # noqa: S608
+        with self._guard(f"reading the {name} table"):
+            return pd.read_sql_query(f"SELECT * FROM {name}", self._conn)  # noqa: S608
 
     def finished_tasks(self) -> dict[tuple[int, int], str]:
         """Status (``'ok'`` / ``'failed'``) of every stored task, keyed by
         ``(condition_id, replication)``."""
-        rows = self._conn.execute("SELECT condition_id, replication, status FROM tasks")
-        return {(c, r): s for c, r, s in rows}
+        with self._guard("reading the tasks table"):
+            rows = self._conn.execute("SELECT condition_id, replication, status FROM tasks")
+            return {(c, r): s for c, r, s in rows}
 
     def load_params(self, condition_id: int, replication: int) -> dict[str, MixtureParams]:
         """Stored mixtures of one task keyed by role (``'truth'`` and each method)."""
-        rows = self._conn.execute(
-            "SELECT role, weights, means, covariances FROM params "
-            "WHERE condition_id = ? AND replication = ?",
-            (condition_id, replication),
-        )
+        with self._guard("reading the params table"):
+            rows = self._conn.execute(
+                "SELECT role, weights, means, covariances FROM params "
+                "WHERE condition_id = ? AND replication = ?",
+                (condition_id, replication),
+            ).fetchall()
         return {
             role: MixtureParams(json.loads(w), json.loads(m), json.loads(c))
             for role, w, m, c in rows
@@ -622,10 +878,11 @@ class StudyStore:
 
     def load_dataset(self, condition_id: int, replication: int) -> dict[str, np.ndarray]:
         """Kept training data: ``X_train`` (n, d) and ``y_train`` (n,)."""
-        row = self._conn.execute(
-            "SELECT data FROM datasets WHERE condition_id = ? AND replication = ?",
-            (condition_id, replication),
-        ).fetchone()
+        with self._guard("reading the datasets table"):
+            row = self._conn.execute(
+                "SELECT data FROM datasets WHERE condition_id = ? AND replication = ?",
+                (condition_id, replication),
+            ).fetchone()
         if row is None:
             raise KeyError(
                 f"no kept dataset for condition {condition_id}, replication {replication}"
@@ -637,10 +894,12 @@ class StudyStore:
     ) -> dict[str, np.ndarray]:
         """Kept EM snapshots: ``lower_bound`` (T,), ``weights`` (T, K), ``means`` (T, K, d),
         ``covariances`` (T, K, d, d)."""
-        row = self._conn.execute(
-            "SELECT data FROM em_history WHERE condition_id = ? AND replication = ? AND method = ?",
-            (condition_id, replication, method),
-        ).fetchone()
+        with self._guard("reading the em_history table"):
+            row = self._conn.execute(
+                "SELECT data FROM em_history "
+                "WHERE condition_id = ? AND replication = ? AND method = ?",
+                (condition_id, replication, method),
+            ).fetchone()
         if row is None:
             raise KeyError(
                 f"no EM history for condition {condition_id}, replication {replication}, {method}"
@@ -648,18 +907,35 @@ class StudyStore:
         return _unnpz(row[0])
 
     def load_draws(self, condition_id: int, replication: int, method: str) -> Any:
-        """Kept posterior draws of one fit as an ``xarray.DataTree``."""
+        """Kept posterior draws of one fit as an ``xarray.DataTree``.
+
+        Raises
+        ------
+        KeyError
+            If the fit's draws were not kept.
+        DrawsUnavailableError
+            If its NetCDF file is missing or unreadable (the message names it and why).
+        """
         import xarray as xr
 
-        row = self._conn.execute(
-            "SELECT path FROM draws WHERE condition_id = ? AND replication = ? AND method = ?",
-            (condition_id, replication, method),
-        ).fetchone()
+        with self._guard("reading the draws table"):
+            row = self._conn.execute(
+                "SELECT path FROM draws WHERE condition_id = ? AND replication = ? AND method = ?",
+                (condition_id, replication, method),
+            ).fetchone()
         if row is None:
             raise KeyError(
                 f"no kept draws for condition {condition_id}, replication {replication}, {method}"
             )
-        return xr.load_datatree(self.directory / row[0])
+        path = self.directory / row[0]
+        if not path.is_file():
+            raise DrawsUnavailableError(f"{path} is missing")
+        try:
+            return xr.load_datatree(path)
+        except (OSError, ValueError, KeyError) as exc:
+            # h5py reports a truncated or overwritten file as OSError; xarray as ValueError
+            reason = " ".join(str(exc).split())
+            raise DrawsUnavailableError(f"{path} is unreadable ({reason})") from exc
 
     # ------------------------------------------------------------------ writing
     def write_task(self, record: TaskRecord) -> None:
@@ -673,16 +949,12 @@ class StudyStore:
         for fit in record.fits:
             if fit.draws is not None:
                 rel = draws_relpath(*key, fit.method)
-                target = self.directory / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_suffix(f".tmp{os.getpid()}")
-                fit.draws.to_netcdf(tmp)
-                os.replace(tmp, target)
+                self._write_draws(fit.draws, self.directory / rel)
                 draw_rows.append((*key, fit.method, rel))
 
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._guard(f"storing task {key}"):
+            conn.execute("BEGIN IMMEDIATE")
             conn.execute(
                 "INSERT INTO tasks (condition_id, replication, seed, status, error, traceback, "
                 "started_at, finished_at, seconds, simulate_seconds, worker, kept) "
@@ -713,9 +985,21 @@ class StudyStore:
                 self._insert_fit(key, fit)
             conn.executemany("INSERT INTO draws VALUES (?, ?, ?, ?)", draw_rows)
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+
+    @staticmethod
+    def _write_draws(draws: Any, target: Path) -> None:
+        """Write NetCDF draws to a temporary name, then rename into place."""
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            draws.to_netcdf(tmp)
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)  # a partial file would only take up the space freed
+            user_error = os_error(exc, target, "writing the draws file")
+            if user_error is None:
+                raise
+            raise user_error from exc
 
     def _insert_fit(self, key: tuple[int, int], fit: FitRecord) -> None:
         conn = self._conn
@@ -773,13 +1057,73 @@ class StudyStore:
 
     def delete_tasks(self, keys: Sequence[tuple[int, int]]) -> None:
         """Remove every row of the given tasks (used to rerun failed tasks)."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        for table in TASK_TABLES:
-            self._conn.executemany(
-                f"DELETE FROM {table} WHERE condition_id = ? AND replication = ?",  # noqa: S608
-                keys,
-            )
-        self._conn.execute("COMMIT")
+        with self._guard("deleting failed tasks"):
+            self._conn.execute("BEGIN IMMEDIATE")
+            for table in TASK_TABLES:
+                self._conn.executemany(
+                    f"DELETE FROM {table} WHERE condition_id = ? AND replication = ?",  # noqa: S608
+                    keys,
+                )
+            self._conn.execute("COMMIT")
+
+    def backup(self) -> Path:
+        """Copy the database to ``study.db.bak`` with SQLite's online backup API.
+
+        The copy is a consistent snapshot of every committed task, taken while the store
+        stays open. It is written to a temporary file, checked with ``quick_check`` (the
+        backup API copies pages as they are, damaged ones too) and only then renamed over
+        the previous backup, so a failed backup (a full disk, a damaged store) leaves the
+        last good one in place.
+
+        Returns
+        -------
+        Path
+            The backup file.
+
+        Raises
+        ------
+        StoreFullError, OutputFolderError
+            If the disk is full or the folder cannot be written.
+        StoreDamagedError
+            If the store is damaged (the previous backup is kept).
+        """
+        target = self.directory / BACKUP_NAME
+        tmp = self.directory / f"{BACKUP_NAME}.tmp{os.getpid()}"
+        try:
+            dest = sqlite3.connect(tmp)
+            try:
+                self._conn.backup(dest)
+                # the copy is a self-contained file: no -wal beside it once it is renamed
+                dest.execute("PRAGMA journal_mode=DELETE")
+                intact = [str(r[0]) for r in dest.execute("PRAGMA quick_check(1)")] == ["ok"]
+            finally:
+                dest.close()
+            if intact:
+                os.replace(tmp, target)
+        except (sqlite3.Error, OSError) as exc:
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                user_error = os_error(exc, target, "writing the backup")
+            else:
+                user_error = sqlite_error(exc, target, "writing the backup")
+                if isinstance(user_error, StoreDamagedError):
+                    # the source failed to read: that is the store's damage, not the copy's
+                    user_error = damaged_error(self.path, _damage(self.path))
+            if user_error is None:
+                raise
+            raise user_error from exc
+        if not intact:
+            tmp.unlink(missing_ok=True)
+            raise damaged_error(self.path, _damage(self.path))
+        return target
+
+
+def create_tables(conn: sqlite3.Connection) -> None:
+    """Create every table of the store (see the module docstring) on ``conn``."""
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _params_json(params: MixtureParams) -> tuple[str, str, str]:
@@ -798,11 +1142,17 @@ def run_lock(directory: Path) -> Iterator[None]:
 
     Raises
     ------
-    ValueError
+    StoreError
         If another run holds the lock.
+    OutputFolderError, StoreFullError
+        If the folder cannot be created or written.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCK_NAME, "w") as handle, exclusive_lock(handle) as locked:
+    ensure_folder(directory)
+    try:
+        handle = open(directory / LOCK_NAME, "w")  # closed by the with statement below
+    except OSError as exc:
+        raise (os_error(exc, directory, "creating the run lock") or exc) from None
+    with handle, exclusive_lock(handle) as locked:
         if not locked:
             raise StoreError(
                 f"another workbench run is writing to {directory}; wait for it to finish "

@@ -30,7 +30,7 @@ from workbench.study.config import AdviOptions, BayesOptions, EMOptions
 from workbench.study.seeds import task_streams
 from workbench.study.store import FitRecord, TaskRecord
 
-__all__ = ["TaskSpec", "run_task"]
+__all__ = ["TaskSpec", "lost_task_record", "run_task"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,36 @@ def run_task(spec: TaskSpec) -> TaskRecord:
     record.finished_at = _now()
     record.seconds = time.perf_counter() - start
     return record
+
+
+def lost_task_record(spec: TaskSpec, reason: str) -> TaskRecord:
+    """The failed record of a task that never finished because its workers kept dying.
+
+    Parameters
+    ----------
+    spec : TaskSpec
+    reason : str
+        What the executor reported, e.g. the number of workers that died.
+
+    Returns
+    -------
+    TaskRecord
+        ``status='failed'`` with no truth and no fits; ``run --retry-failed`` runs it
+        again.
+    """
+    now = _now()
+    return TaskRecord(
+        condition_id=spec.condition_id,
+        replication=spec.replication,
+        seed=spec.seed,
+        status="failed",
+        started_at=now,
+        finished_at=now,
+        seconds=0.0,
+        worker="lost",
+        error=f"worker lost: {reason}",
+        traceback=f"no traceback: the worker process died ({reason})",
+    )
 
 
 def _guarded(name: str, fit: Callable[[], FitRecord]) -> FitRecord:
