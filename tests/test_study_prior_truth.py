@@ -254,3 +254,57 @@ def test_report_calibration_tables_recompute_from_sql(prior_study):
     assert len(rank_rows) == 12 * 7
     assert (rank_rows["sbc_n_draws"] >= rank_rows["value"]).all()
     assert not math.isnan(float(rank_rows["sbc_ess_bulk"].iloc[0]))
+
+
+# --------------------------------------------------------------------------- pieces
+def test_simulate_from_truth_samples_the_given_mixture_and_checks_sizes():
+    from workbench.mixture import MixtureParams
+    from workbench.simulate import Scenario, simulate_from_truth
+
+    truth = MixtureParams(np.array([0.25, 0.75]), np.array([[-3.0], [2.0]]), np.ones((2, 1, 1)))
+    scenario = Scenario(n_components=2, n_features=1, n_train=4000, n_test=10)
+    data = simulate_from_truth(truth, scenario, 0)
+    assert data.X_train.shape == (4000, 1) and data.X_test.shape == (10, 1)
+    assert data.truth is truth
+    # share of component 1: Binomial(4000, 0.75) has SD 0.0068; 4 SD tolerance
+    assert abs(np.mean(data.y_train == 1) - 0.75) < 4 * math.sqrt(0.75 * 0.25 / 4000)
+    # its mean: SD 1 / sqrt(3000) = 0.018; 4 SD tolerance
+    assert abs(data.X_train[data.y_train == 1].mean() - 2.0) < 4 / math.sqrt(3000)
+    with pytest.raises(ValueError, match="K=3"):
+        simulate_from_truth(truth, Scenario(n_components=3, n_features=1), 0)
+
+
+def test_uniformity_bins_need_five_ranks_per_bin():
+    from workbench.report.calibration_tables import uniformity_bins
+
+    assert uniformity_bins(200) == 10
+    assert uniformity_bins(49) == 5
+    assert uniformity_bins(12) == 2
+    assert uniformity_bins(9) is None
+
+
+def test_readme_states_what_experiments_sbc_ran_and_its_committed_result():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    config = load_study(root / "experiments" / "sbc.toml")
+    assert [s.n_features for s in config.conditions] == [1, 2]
+    assert {s.n_components for s in config.conditions} == {2}
+    assert {s.n_train for s in config.conditions} == {100}
+    bayes = config.methods["bayes"]
+    stated = (
+        f"K = 2 in 1-D and 2-D, n = {config.conditions[0].n_train}, {bayes.chains} chains x "
+        f"{bayes.draws} draws, {config.replications} simulations per case"
+    )
+    assert stated in readme
+    uniformity = pd.read_csv(root / "reports" / "sbc" / "tables" / "sbc_uniformity.csv")
+    coverage = pd.read_csv(root / "reports" / "sbc" / "tables" / "prior_coverage.csv")
+    assert set(uniformity["n_sim"] + uniformity["n_failed"]) == {config.replications}
+    result = (
+        f"{int(uniformity['flagged'].sum())} of {len(uniformity)} rank distributions "
+        f"non-uniform (smallest Bonferroni-adjusted p = {uniformity['p_adjusted'].min():.2g}); "
+        f"{int((~coverage['within_2_mcse']).sum())} of {len(coverage)} prior-averaged coverage "
+        "cells more than 2 MCSEs from nominal"
+    )
+    assert result in readme, result

@@ -357,7 +357,7 @@ class _Report:
                         f"({case.table.ranks.shape[0]} simulations).",
                     )
                 )
-            bins = calibration_tables.test_bins(case.table.ranks.shape[0])
+            bins = calibration_tables.uniformity_bins(case.table.ranks.shape[0])
             if bins is not None:
                 figures.append(
                     self._save(

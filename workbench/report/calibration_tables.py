@@ -25,7 +25,7 @@ __all__ = [
     "coverage_display",
     "prior_coverage_table",
     "rank_cases",
-    "test_bins",
+    "uniformity_bins",
     "uniformity_display",
     "uniformity_table",
 ]
@@ -89,7 +89,7 @@ def rank_cases(sbc_ranks: pd.DataFrame, fits: pd.DataFrame) -> list[RankCase]:
     return cases
 
 
-def test_bins(n_simulations: int, rank_bins: int = RANK_BINS) -> int | None:
+def uniformity_bins(n_simulations: int, rank_bins: int = RANK_BINS) -> int | None:
     """Bins of the uniformity test: the largest divisor of ``rank_bins`` with 5 ranks per bin.
 
     Ranks were computed with ``L + 1`` a multiple of ``rank_bins``, so any divisor of it
@@ -129,7 +129,7 @@ def uniformity_table(
     rows = []
     for case in cases:
         n_sim = case.table.ranks.shape[0]
-        bins = test_bins(n_sim)
+        bins = uniformity_bins(n_sim)
         base = {
             "condition_id": case.condition_id,
             "condition": labels[case.condition_id],
