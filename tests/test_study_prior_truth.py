@@ -110,17 +110,20 @@ def test_sbc_experiment_config_loads():
 
 
 # --------------------------------------------------------------------------- the tiny study
-def _has_empty_component(seed: int) -> bool:
+def _datasets(config):
+    """Every task's dataset, regenerated from its seed as the report does."""
     from workbench.study.runner import task_specs
-    from workbench.study.seeds import task_streams
-    from workbench.study.task import _simulate
+    from workbench.study.seeds import PriorTruth, regenerate_dataset
 
-    config = _config(PRIOR_STUDY.format(seed=seed))
+    bayes = config.methods["bayes"]
+    prior = PriorTruth(bayes.priors, bayes.covariance_type)
     for spec in task_specs(config):
-        dataset = _simulate(spec, task_streams(spec.seed).simulate)
-        if np.bincount(dataset.y_train, minlength=2).min() == 0:
-            return True
-    return False
+        yield spec.replication, regenerate_dataset(spec.scenario, spec.seed, prior=prior)
+
+
+def _has_empty_component(seed: int) -> bool:
+    config = _config(PRIOR_STUDY.format(seed=seed))
+    return any(np.bincount(d.y_train, minlength=2).min() == 0 for _, d in _datasets(config))
 
 
 @pytest.fixture(scope="session")
@@ -177,16 +180,13 @@ def test_empty_component_task_is_stored_with_its_fits_outcome(prior_study):
         stored_truths = [store.load_params(0, r)["truth"] for r in range(12)]
         config = parse_study(store.metadata()["config_toml"], source="stored")
     # regenerate the training labels exactly as the task drew them
-    from workbench.study.runner import task_specs
-    from workbench.study.seeds import task_streams
-    from workbench.study.task import _simulate
-
     hits = []
-    for spec in task_specs(config):
-        dataset = _simulate(spec, task_streams(spec.seed).simulate)
-        assert np.allclose(dataset.truth.weights, stored_truths[spec.replication].weights)
+    for replication, dataset in _datasets(config):
+        truth = stored_truths[replication]
+        assert np.array_equal(dataset.truth.weights, truth.weights)
+        assert np.array_equal(dataset.truth.covariances, truth.covariances)
         if np.bincount(dataset.y_train, minlength=2).min() == 0:
-            hits.append(spec.replication)
+            hits.append(replication)
     assert hits, "the fixture's seed gives an empty component"
     for r in hits:
         assert r in tasks.index  # stored, never dropped

@@ -34,11 +34,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from workbench.align import align_posterior
+from workbench.bayes.priors import BayesPriors
 from workbench.mixture import MixtureParams, flatten_parameters, parameter_names
 from workbench.report import calibration_plots, calibration_tables, plots, tables
 from workbench.simulate import Scenario
 from workbench.study.locate import stored_study_directory
-from workbench.study.seeds import regenerate_dataset
+from workbench.study.seeds import PriorTruth, regenerate_dataset
 from workbench.study.store import StoreError, StudyStore
 
 __all__ = ["build_report"]
@@ -474,7 +475,11 @@ class _Report:
                     "seed",
                 ].iloc[0]
             )
-            return regenerate_dataset(Scenario.from_dict(scenario), seed).X_train
+            prior = None
+            if self.config.get("truth") == "prior":
+                bayes = self.config["methods"]["bayes"]
+                prior = PriorTruth(BayesPriors.from_dict(bayes["priors"]), bayes["covariance_type"])
+            return regenerate_dataset(Scenario.from_dict(scenario), seed, prior=prior).X_train
 
     def _em_figure(
         self, condition_id: int, replication: int, X: np.ndarray, truth: MixtureParams, stem: str

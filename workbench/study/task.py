@@ -26,9 +26,9 @@ from workbench.bayes import fit_bayes
 from workbench.em import EMHistory, GaussianMixture
 from workbench.metrics import score_point_estimate, score_posterior
 from workbench.mixture import MixtureParams, to_full_covariances
-from workbench.simulate import Dataset, Scenario, simulate, simulate_from_truth
+from workbench.simulate import Dataset, Scenario
 from workbench.study.config import AdviOptions, BayesOptions, EMOptions
-from workbench.study.seeds import task_streams
+from workbench.study.seeds import PriorTruth, draw_dataset, task_streams
 from workbench.study.store import FitRecord, TaskRecord
 
 if TYPE_CHECKING:
@@ -143,19 +143,10 @@ def run_task(spec: TaskSpec) -> TaskRecord:
 def _simulate(spec: TaskSpec, rng: np.random.Generator) -> Dataset:
     """The task's dataset: the scenario's own truth, or one drawn from the Bayesian prior."""
     if not spec.truth_from_prior:
-        return simulate(spec.scenario, rng)
-    from workbench.bayes.prior_sampling import draw_prior_mixture
-
+        return draw_dataset(spec.scenario, rng)
     options = spec.methods["bayes"]
     assert isinstance(options, BayesOptions), "the config requires [methods.bayes]"
-    truth = draw_prior_mixture(
-        options.priors,
-        spec.scenario.n_components,
-        spec.scenario.n_features,
-        covariance_type=options.covariance_type,
-        rng=rng,
-    )
-    return simulate_from_truth(truth, spec.scenario, rng)
+    return draw_dataset(spec.scenario, rng, PriorTruth(options.priors, options.covariance_type))
 
 
 def _guarded(name: str, fit: Callable[[], FitRecord]) -> FitRecord:
