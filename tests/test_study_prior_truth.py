@@ -308,3 +308,40 @@ def test_readme_states_what_experiments_sbc_ran_and_its_committed_result():
         "cells more than 2 MCSEs from nominal"
     )
     assert result in readme, result
+
+
+@pytest.mark.slow
+def test_em_collapse_is_stored_and_bayes_starts_from_its_spread_start(
+    prior_study, monkeypatch, tmp_path
+):
+    """A collapsing EM fit fails on the record; the Bayes fit still runs and is ranked."""
+    import dataclasses
+
+    from workbench.study import task as task_module
+
+    real = task_module.draw_dataset
+
+    def collapsing(scenario, rng, prior=None):
+        data = real(scenario, rng, prior)
+        X = data.X_train.copy()
+        X[:12] = 100.0  # twelve identical, far-away points: a zero-variance cluster for EM
+        return dataclasses.replace(data, X_train=X)
+
+    monkeypatch.setattr(task_module, "draw_dataset", collapsing)
+    # reg_covar = 0: the default 1e-6 would keep the zero-variance cluster just non-singular
+    text = PRIOR_STUDY.format(seed=0).replace("replications = 12", "replications = 1")
+    config = _config(text.replace("n_init = 1", "n_init = 1\nreg_covar = 0.0"))
+    run_study(config, output=tmp_path, progress=False)  # in this process: the patch applies
+    with StudyStore(tmp_path) as store:
+        tasks = store.table("tasks")
+        fits = store.table("fits").set_index("method")
+        diagnostics = store.table("diagnostics")
+        ranks = store.table("sbc_ranks")
+    assert tasks["status"].tolist() == ["failed"]
+    assert fits.at["em", "status"] == "failed" and "collapsed" in fits.at["em", "error"]
+    assert fits.at["bayes", "status"] == "ok"
+    started = diagnostics[
+        (diagnostics["method"] == "bayes") & (diagnostics["key"] == "started_at_em")
+    ]["value"].item()
+    assert started == 0
+    assert len(ranks) == 7
