@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -105,7 +106,7 @@ def test_prior_truth_changes_the_hash_but_fixed_and_random_hashes_are_unchanged(
 
 
 def test_sbc_experiment_config_loads():
-    config = load_study("experiments/sbc.toml")
+    config = load_study(Path(__file__).resolve().parents[1] / "experiments" / "sbc.toml")
     assert config.truth == "prior" and config.replications == 200
 
 
@@ -284,8 +285,6 @@ def test_uniformity_bins_need_five_ranks_per_bin():
 
 
 def test_readme_states_what_experiments_sbc_ran_and_its_committed_result():
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
     config = load_study(root / "experiments" / "sbc.toml")
