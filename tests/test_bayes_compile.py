@@ -91,7 +91,7 @@ def test_fits_of_n_50_and_5000_share_one_compiled_model(compiles):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"sampler": "gibbs"}, "sampler='gibbs' is not supported"),
+        ({"sampler": "gibbs"}, "sampler='gibbs' is not allowed"),
         ({"covariance_type": "banded"}, "covariance_type='banded' is not supported"),
     ],
 )

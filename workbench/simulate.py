@@ -65,7 +65,7 @@ from scipy import stats
 from scipy.special import logsumexp
 
 from workbench._validation import is_int, is_real
-from workbench.mixture import MixtureParams, log_prob
+from workbench.mixture import MixtureParams, log_prob, sample
 
 __all__ = [
     "COVARIANCE_STRUCTURES",
@@ -81,6 +81,7 @@ __all__ = [
     "overlap_summary",
     "pairwise_overlap",
     "simulate",
+    "simulate_from_truth",
 ]
 
 WEIGHT_SCHEMES: tuple[str, ...] = ("balanced", "imbalanced")
@@ -601,6 +602,61 @@ def simulate(scenario: Scenario, rng: np.random.Generator | int) -> Dataset:
     truth = _true_params(scenario, truth_rng)
     X_train, y_train = _draw_split(scenario, truth, scenario.n_train, rng)
     X_test, y_test = _draw_split(scenario, truth, scenario.n_test, rng)
+    average, maximum = overlap_summary(truth)
+    return Dataset(
+        X_train=X_train,
+        y_train=y_train,
+        X_test=X_test,
+        y_test=y_test,
+        truth=truth,
+        scenario=scenario,
+        average_overlap=average,
+        max_overlap=maximum,
+    )
+
+
+def simulate_from_truth(
+    truth: MixtureParams, scenario: Scenario, rng: np.random.Generator | int
+) -> Dataset:
+    """Simulate a dataset from a given true mixture (e.g. one drawn from a prior).
+
+    Only the sizes of ``scenario`` are read (``n_train``, ``n_test``); the data are drawn
+    from ``truth`` itself by :func:`workbench.mixture.sample`, with no misspecification. A
+    component may receive no point: the dataset is returned as it is, since dropping such
+    draws would bias an average over truths.
+
+    Parameters
+    ----------
+    truth : MixtureParams
+        ``n_components`` and ``n_features`` must match ``scenario``.
+    scenario : Scenario
+        With ``misspecification == "none"``.
+    rng : numpy.random.Generator or int
+
+    Returns
+    -------
+    Dataset
+        ``X_train`` (n_train, d), ``X_test`` (n_test, d), their labels, ``truth`` and its
+        overlap.
+
+    Raises
+    ------
+    ValueError
+        If ``truth`` does not have the scenario's K and d, or the scenario is misspecified.
+    """
+    if (truth.n_components, truth.n_features) != (scenario.n_components, scenario.n_features):
+        raise ValueError(
+            f"truth has K={truth.n_components}, d={truth.n_features} but the scenario has "
+            f"K={scenario.n_components}, d={scenario.n_features}"
+        )
+    if scenario.misspecification != "none":
+        raise ValueError(
+            f"scenario misspecification={scenario.misspecification!r} is not allowed with a "
+            "given truth; the data are drawn from the truth itself ('none')"
+        )
+    rng = np.random.default_rng(rng)
+    X_train, y_train = sample(truth, scenario.n_train, rng=rng)
+    X_test, y_test = sample(truth, scenario.n_test, rng=rng)
     average, maximum = overlap_summary(truth)
     return Dataset(
         X_train=X_train,

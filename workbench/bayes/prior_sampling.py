@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from workbench.bayes.model import _parametrisation
-from workbench.bayes.priors import BayesPriors
+from workbench.bayes.priors import DATA_SCALED, BayesPriors, data_scaled
 from workbench.mixture import MixtureParams
 
 __all__ = [
@@ -45,9 +45,6 @@ __all__ = [
     "lkj_cholesky",
     "prior_draws",
 ]
-
-# The hyperparameters that BayesPriors scales to the data when they are None.
-DATA_SCALED = ("mean_loc", "mean_scale", "scale_prior")
 
 
 class PriorDraws(NamedTuple):
@@ -90,7 +87,7 @@ def fixed_hyperparameters(priors: BayesPriors, n_features: int) -> dict[str, np.
     if not isinstance(priors, BayesPriors):
         raise ValueError(f"priors must be a BayesPriors, got {type(priors).__name__}")
     _check_count("n_features", n_features)
-    missing = [name for name in DATA_SCALED if getattr(priors, name) is None]
+    missing = data_scaled(priors)
     if missing:
         raise ValueError(
             f"cannot draw a truth from the prior: {', '.join(missing)} "

@@ -14,7 +14,10 @@ import numpy as np
 
 from workbench._validation import check_real, is_real
 
-__all__ = ["BayesPriors"]
+__all__ = ["DATA_SCALED", "BayesPriors", "data_scaled"]
+
+#: The hyperparameters that :class:`BayesPriors` scales to the data when they are None.
+DATA_SCALED: tuple[str, ...] = ("mean_loc", "mean_scale", "scale_prior")
 
 
 @dataclass(frozen=True)
@@ -135,3 +138,12 @@ class BayesPriors:
         scale = 2.0 * sd if self.mean_scale is None else np.full(d, self.mean_scale)
         sigma = sd.copy() if self.scale_prior is None else np.full(d, self.scale_prior)
         return {"mean_loc": loc, "mean_scale": scale, "scale_prior": sigma}
+
+
+def data_scaled(priors: BayesPriors) -> tuple[str, ...]:
+    """The hyperparameters of ``priors`` left to the data (``None``), in :data:`DATA_SCALED` order.
+
+    A truth drawn from the prior needs every one of them fixed: there are no data yet to
+    scale them to.
+    """
+    return tuple(name for name in DATA_SCALED if getattr(priors, name) is None)

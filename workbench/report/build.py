@@ -34,11 +34,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from workbench.align import align_posterior
+from workbench.bayes.priors import BayesPriors
 from workbench.mixture import MixtureParams, flatten_parameters, parameter_names
-from workbench.report import plots, tables
+from workbench.report import calibration_plots, calibration_tables, plots, tables
 from workbench.simulate import Scenario
 from workbench.study.locate import stored_study_directory
-from workbench.study.seeds import regenerate_dataset
+from workbench.study.seeds import PriorTruth, regenerate_dataset
 from workbench.study.store import DrawsUnavailableError, StoreError, StudyStore, ensure_folder
 
 __all__ = ["build_report"]
@@ -162,6 +163,8 @@ class _Report:
         self.intervals = store.table("intervals")
         self.diagnostics = store.table("diagnostics")
         self.em_traces = store.table("em_traces")
+        self.sbc_ranks = store.table("sbc_ranks")
+        self.ordered_intervals = store.table("ordered_intervals")
         self.labels = dict(
             zip(self.conditions["condition_id"], self.conditions["label"], strict=True)
         )
@@ -208,6 +211,7 @@ class _Report:
             "recovery_tables": recovery_tables,
             "recovery_figures": recovery_figures,
             "diagnostics_tables": diagnostics_tables,
+            "calibration": self._calibration(),
             "selected_fits": [self._selected_fit(c, r) for c, r in selection],
             "colors": {
                 plots.ROLE_LABELS[role]: plots.ROLE_COLORS[role]
@@ -322,6 +326,77 @@ class _Report:
             result.append(_Table("EM convergence", shown, "tables/diagnostics_em.csv"))
         return result
 
+    # ------------------------------------------------------------------ calibration
+    def _calibration(self) -> dict[str, Any] | None:
+        """The "Calibration" section: SBC uniformity, its plots and prior-averaged coverage.
+
+        None when the study stored no SBC ranks (its truth was not drawn from the prior).
+        """
+        if self.sbc_ranks.empty:
+            return None
+        cases = calibration_tables.rank_cases(self.sbc_ranks, self.fits)
+        uniformity = calibration_tables.uniformity_table(cases, self.conditions)
+        coverage = calibration_tables.prior_coverage_table(self.ordered_intervals, self.conditions)
+        self._csv(uniformity, "sbc_uniformity")
+        self._csv(coverage, "prior_coverage")
+        figures = []
+        for case in cases:
+            stem = f"c{case.condition_id:03d}-{case.method}"
+            label = f"{self.labels[case.condition_id]} ({case.method})"
+            pairs = list(zip(case.table.quantities, case.table.kinds, strict=True))
+            for group, members in _SBC_GROUPS.items():
+                names = [q for q, kind in pairs if kind in members]
+                if not names:
+                    continue
+                figures.append(
+                    self._save(
+                        calibration_plots.plot_sbc_ecdf(case.table, quantities=names),
+                        f"sbc-ecdf-{stem}-{group}",
+                        f"SBC ECDF differences of the {group} of {label}",
+                        f"{label}, {group}: ECDF of the fractional SBC ranks minus the uniform "
+                        "CDF, with the 95% simultaneous band of uniform ranks "
+                        f"({case.table.ranks.shape[0]} simulations).",
+                    )
+                )
+            bins = calibration_tables.uniformity_bins(case.table.ranks.shape[0])
+            if bins is not None:
+                figures.append(
+                    self._save(
+                        calibration_plots.plot_rank_histograms(case.table, n_bins=bins),
+                        f"sbc-hist-{stem}",
+                        f"SBC rank histograms of {label}",
+                        f"{label}: ranks in {bins} equally likely bins; the grey band is the "
+                        "central 99% range of a bin count under uniformity.",
+                    )
+                )
+        n_flagged = int(uniformity["flagged"].sum())
+        n_off = int((~coverage["within_2_mcse"]).sum()) if len(coverage) else 0
+        return {
+            "uniformity": _Table(
+                "Uniformity of the SBC ranks",
+                calibration_tables.uniformity_display(uniformity),
+                "tables/sbc_uniformity.csv",
+                "Pearson chi-square test per quantity over the simulations (bins: the largest "
+                "divisor of the rank resolution with 5 expected ranks per bin), Bonferroni "
+                f"over the quantities of a case; flagged when the adjusted p < "
+                f"{calibration_tables.CALIBRATION_ALPHA}. L is the number of thinned draws "
+                "(about the bulk ESS).",
+            ),
+            "coverage": _Table(
+                "Coverage averaged over the prior (ordered labelling)",
+                calibration_tables.coverage_display(coverage),
+                "tables/prior_coverage.csv",
+                "Central intervals from all raw draws on the model's ordered labelling "
+                "against the sorted truth; coverage (MCSE). * marks a cell more than 2 MCSEs "
+                "(at the nominal level) from the nominal level: about 5% of cells by chance.",
+            ),
+            "figures": figures,
+            "n_flagged": n_flagged,
+            "n_tests": len(uniformity),
+            "n_coverage_off": n_off,
+            "n_coverage": len(coverage),
+        }
+
     # ------------------------------------------------------------------ selected fits
     def _selection(self, selected: Sequence[tuple[int, int]] | None) -> list[tuple[int, int]]:
         stored = {
@@ -407,7 +482,11 @@ class _Report:
                     "seed",
                 ].iloc[0]
             )
-            return regenerate_dataset(Scenario.from_dict(scenario), seed).X_train
+            prior = None
+            if self.config.get("truth") == "prior":
+                bayes = self.config["methods"]["bayes"]
+                prior = PriorTruth(BayesPriors.from_dict(bayes["priors"]), bayes["covariance_type"])
+            return regenerate_dataset(Scenario.from_dict(scenario), seed, prior=prior).X_train
 
     def _em_figure(
         self, condition_id: int, replication: int, X: np.ndarray, truth: MixtureParams, stem: str
@@ -478,6 +557,15 @@ class _Report:
             f"Marginal posterior ({method}) of every parameter, aligned to the truth, with the "
             "EM estimate and the true value.",
         )
+
+
+# Parameter groups of the SBC ECDF plots, by the kinds of workbench.bayes.calibration.
+_SBC_GROUPS: dict[str, tuple[str, ...]] = {
+    "weights": ("weight",),
+    "means": ("mean",),
+    "covariances": ("variance", "covariance"),
+    "log-likelihood": ("loglik",),
+}
 
 
 def _posterior_by_parameter(

@@ -4,12 +4,19 @@ A study file has these parts (every key is optional except ``name``; see the REA
 "Running studies" section for a full example):
 
 ``name`` (str), ``description`` (str), ``seed`` (int >= 0, default 0), ``replications``
-(int >= 1, default 10), ``truth`` ("fixed" or "random", default "fixed")
+(int >= 1, default 10), ``truth`` ("fixed", "random" or "prior", default "fixed")
     ``name`` also names the default output folder ``reports/<name>/``. With ``truth =
     "fixed"`` every replication of a condition shares one set of true parameters (drawn
     from ``seed`` and the condition id unless the condition sets ``truth_seed``), so each
     parameter is a fixed estimand as in Morris, White and Crowther (2019). ``"random"``
     draws a new truth in every replication, averaging performance over the scenario.
+    ``"prior"`` draws each replication's truth from the Bayesian model's own prior
+    (:func:`workbench.bayes.prior_sampling.draw_prior_mixture`) with the fixed
+    hyperparameters of ``[methods.bayes.priors]`` (``mean_loc``, ``mean_scale`` and
+    ``scale_prior`` must be given) and ``[methods.bayes] covariance_type``; only the
+    scenario's sizes (``n_components``, ``n_features``, ``n_train``, ``n_test``) are used,
+    and it must not be misspecified. Performance is then averaged over the prior, and each
+    Bayes fit also stores its simulation-based calibration ranks.
 ``[scenario]``
     Scenario values shared by every condition (any field of
     :class:`workbench.simulate.Scenario`).
@@ -53,7 +60,7 @@ from workbench.bayes.options import (
     DEFAULT_TUNE,
     MCMC_SAMPLERS,
 )
-from workbench.bayes.priors import BayesPriors
+from workbench.bayes.priors import DATA_SCALED, BayesPriors, data_scaled
 from workbench.em.options import INIT_METHODS, WORKBENCH_N_INIT
 from workbench.errors import WorkbenchError
 from workbench.metrics import DEFAULT_LEVELS
@@ -74,7 +81,7 @@ __all__ = [
 ]
 
 METHOD_NAMES: tuple[str, ...] = ("em", "bayes", "advi")
-TRUTH_MODES: tuple[str, ...] = ("fixed", "random")
+TRUTH_MODES: tuple[str, ...] = ("fixed", "random", "prior")
 KEEP_DRAWS: tuple[str, ...] = ("first", "all", "none")
 #: ``[output] backup_every`` / ``backup_minutes``: copy the store every 50 tasks or 10 minutes.
 DEFAULT_BACKUP_EVERY = 50
@@ -207,6 +214,8 @@ class StudyConfig:
         Where the config came from (a file name), for messages.
     text : str
         The TOML text.
+    truth : {'fixed', 'random', 'prior'}
+        Where each task's truth comes from (see the module docstring).
     """
 
     name: str
@@ -218,6 +227,7 @@ class StudyConfig:
     output: OutputOptions
     source: str
     text: str
+    truth: str = "fixed"
 
     @property
     def output_dir(self) -> Path:
@@ -238,6 +248,7 @@ class StudyConfig:
             "conditions": [c.to_dict() for c in self.conditions],
             "methods": {name: _options_dict(opts) for name, opts in self.methods.items()},
             "output": {**asdict(self.output), "levels": list(self.output.levels)},
+            "truth": self.truth,
         }
 
     def config_hash(self) -> str:
@@ -255,6 +266,10 @@ class StudyConfig:
             "methods": full["methods"],
             "levels": full["output"]["levels"],
         }
+        # "fixed" and "random" already show in the conditions' truth_seed; adding the key
+        # only for "prior" keeps the hashes of existing studies.
+        if self.truth == "prior":
+            relevant["truth"] = self.truth
         blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -474,7 +489,12 @@ def parse_study(text: str, *, source: str = "<string>") -> StudyConfig:
 
     truth = raw.get("truth", "fixed")
     if truth not in TRUTH_MODES:
-        raise check.error("truth", truth, "use 'fixed' (one truth per condition) or 'random'")
+        raise check.error(
+            "truth",
+            truth,
+            "use 'fixed' (one truth per condition), 'random' or 'prior' (drawn from the "
+            "Bayesian prior)",
+        )
     conditions = _conditions(raw, check)
     if truth == "fixed":
         conditions = tuple(
@@ -483,6 +503,8 @@ def parse_study(text: str, *, source: str = "<string>") -> StudyConfig:
         )
     methods = _methods(raw.get("methods"), check)
     output = check.options(OutputOptions, raw.get("output", {}), "output")
+    if truth == "prior":
+        _check_prior_truth(conditions, methods, check)
     return StudyConfig(
         name=name,
         description=description,
@@ -493,7 +515,43 @@ def parse_study(text: str, *, source: str = "<string>") -> StudyConfig:
         output=output,
         source=source,
         text=text,
+        truth=truth,
     )
+
+
+def _check_prior_truth(
+    conditions: tuple[Scenario, ...],
+    methods: Mapping[str, EMOptions | BayesOptions | AdviOptions],
+    check: _Checker,
+) -> None:
+    """``truth = "prior"``: a Bayes method with fixed hyperparameters, no misspecification."""
+    bayes = methods.get("bayes")
+    if not isinstance(bayes, BayesOptions):
+        raise check.error(
+            "truth", "prior", "a truth drawn from the prior needs [methods.bayes] (its prior)"
+        )
+    missing = data_scaled(bayes.priors)
+    if missing:
+        raise ConfigError(
+            f'{check.source}: truth = "prior" needs fixed hyperparameters; '
+            f"methods.bayes.priors is missing {', '.join(missing)} (give numbers for "
+            f"{', '.join(DATA_SCALED)}: data-scaled defaults cannot be drawn from)"
+        )
+    loc = bayes.priors.mean_loc
+    for i, scenario in enumerate(conditions):
+        if isinstance(loc, tuple) and len(loc) != scenario.n_features:
+            raise check.error(
+                "methods.bayes.priors.mean_loc",
+                list(loc),
+                f"condition {i} has {scenario.n_features} features; give one number or "
+                f"{scenario.n_features}",
+            )
+        if scenario.misspecification != "none":
+            raise check.error(
+                f"condition {i} misspecification",
+                scenario.misspecification,
+                'truth = "prior" simulates from the model itself; use "none"',
+            )
 
 
 def _conditions(raw: Mapping[str, Any], check: _Checker) -> tuple[Scenario, ...]:

@@ -85,6 +85,9 @@ def tidy_results(store: StudyStore) -> pd.DataFrame:
         diagnostic that is text), ``truth``, ``estimate``, ``sd``, and per interval kind and
         level ``{kind}{level}_lower``, ``_upper``, ``_covered`` (e.g. ``central95_lower``).
         Tasks whose simulation failed have one ``'failure'`` row with an empty method.
+        Studies with ``truth = "prior"`` add one ``'sbc_rank'`` row per ranked quantity of
+        each Bayes fit: ``value`` is the rank, ``sbc_n_draws`` the number of kept draws
+        ``L`` and ``sbc_ess_bulk`` the ESS that set it (store table ``sbc_ranks``).
     """
     tasks = store.table("tasks")[[*_KEY, "seed", "status", "error"]]
     fits = store.table("fits")[[*_KEY, "method", "status", "error"]].rename(
@@ -116,6 +119,17 @@ def tidy_results(store: StudyStore) -> pd.DataFrame:
     diagnostics["value"] = pd.to_numeric(diagnostics["value"].where(numeric))
     diagnostics["quantity"] = "diagnostic"
 
+    ranks = store.table("sbc_ranks").rename(
+        columns={
+            "quantity": "name",
+            "rank": "value",
+            "n_draws": "sbc_n_draws",
+            "ess_bulk": "sbc_ess_bulk",
+            "total_draws": "sbc_total_draws",
+        }
+    )
+    ranks["quantity"] = "sbc_rank"
+
     failed_fits = fits[fits["fit_status"] == "failed"][[*_KEY, "method", "error"]]
     failed_fits = failed_fits.rename(columns={"error": "name"}).assign(quantity="failure")
     failed_tasks = tasks[(tasks["status"] == "failed")].merge(
@@ -127,7 +141,10 @@ def tidy_results(store: StudyStore) -> pd.DataFrame:
     )
 
     long = pd.concat(
-        [metrics, estimates, diagnostics, failed_fits, failed_sims], ignore_index=True, sort=False
+        [metrics, estimates, diagnostics, failed_fits, failed_sims]
+        + ([ranks] if len(ranks) else []),
+        ignore_index=True,
+        sort=False,
     )
     long = long.merge(fits[[*_KEY, "method", "fit_status"]], on=[*_KEY, "method"], how="left")
     long = long.merge(tasks[[*_KEY, "seed"]], on=_KEY, how="left")
@@ -154,7 +171,7 @@ def tidy_results(store: StudyStore) -> pd.DataFrame:
         if column not in long:
             long[column] = None
     rest = sorted(c for c in long.columns if c not in front)
-    order = {"metric": 0, "parameter": 1, "diagnostic": 2, "failure": 3}
+    order = {"metric": 0, "parameter": 1, "diagnostic": 2, "sbc_rank": 3, "failure": 4}
     long["_order"] = long["quantity"].map(order)
     long = long.sort_values([*_KEY, "method", "_order", "name"], kind="stable")
     return long[front + rest].reset_index(drop=True)

@@ -102,6 +102,7 @@ def task_specs(
                     levels=config.output.levels,
                     keep=keep == "all" or (keep == "first" and replication == 0),
                     chain_cores=chain_cores,
+                    truth_from_prior=config.truth == "prior",
                 )
             )
     return specs

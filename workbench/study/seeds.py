@@ -16,9 +16,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from workbench.simulate import Dataset, Scenario, simulate
+from workbench.bayes.priors import BayesPriors
+from workbench.simulate import Dataset, Scenario, simulate, simulate_from_truth
 
-__all__ = ["TaskStreams", "regenerate_dataset", "task_seed", "task_streams", "truth_seed"]
+__all__ = [
+    "PriorTruth",
+    "TaskStreams",
+    "draw_dataset",
+    "regenerate_dataset",
+    "task_seed",
+    "task_streams",
+    "truth_seed",
+]
 
 _STREAMS = ("simulate", "em", "bayes", "advi")
 
@@ -89,7 +98,57 @@ def task_streams(seed: int) -> TaskStreams:
     return TaskStreams(simulate=simulate, em=em, bayes=bayes, advi=advi)
 
 
-def regenerate_dataset(scenario: Scenario, seed: int) -> Dataset:
+class PriorTruth(NamedTuple):
+    """Where a ``truth = "prior"`` study draws its truths from.
+
+    Attributes
+    ----------
+    priors : BayesPriors
+        ``[methods.bayes.priors]``, with fixed hyperparameters.
+    covariance_type : str
+        ``[methods.bayes] covariance_type``.
+    """
+
+    priors: BayesPriors
+    covariance_type: str
+
+
+def draw_dataset(
+    scenario: Scenario, rng: np.random.Generator, prior: PriorTruth | None = None
+) -> Dataset:
+    """A task's dataset from its simulation stream.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    rng : numpy.random.Generator
+        The task's ``simulate`` stream.
+    prior : PriorTruth, optional
+        Draw the truth from this prior (then the data from it with the same stream);
+        default: the scenario's own truth.
+
+    Returns
+    -------
+    Dataset
+    """
+    if prior is None:
+        return simulate(scenario, rng)
+    # PyMC-free callers (config loading) import this module: draw lazily
+    from workbench.bayes.prior_sampling import draw_prior_mixture
+
+    truth = draw_prior_mixture(
+        prior.priors,
+        scenario.n_components,
+        scenario.n_features,
+        covariance_type=prior.covariance_type,
+        rng=rng,
+    )
+    return simulate_from_truth(truth, scenario, rng)
+
+
+def regenerate_dataset(
+    scenario: Scenario, seed: int, *, prior: PriorTruth | None = None
+) -> Dataset:
     """Rebuild a task's dataset from its scenario and stored seed.
 
     Parameters
@@ -98,10 +157,12 @@ def regenerate_dataset(scenario: Scenario, seed: int) -> Dataset:
         ``Scenario.from_dict`` of the task's ``conditions.scenario``.
     seed : int
         The task's ``tasks.seed``.
+    prior : PriorTruth, optional
+        For a ``truth = "prior"`` study: its Bayes priors and covariance type.
 
     Returns
     -------
     Dataset
         Identical to the data the task was fitted on.
     """
-    return simulate(scenario, task_streams(seed).simulate)
+    return draw_dataset(scenario, task_streams(seed).simulate, prior)

@@ -122,6 +122,23 @@ Tables
     ``condition_id, replication, method, path`` - for kept Bayesian fits: the NetCDF file of
     the posterior draws, relative to the output folder. Read it with
     ``StudyStore.load_draws``.
+``sbc_ranks``
+    ``condition_id, replication, method, quantity, kind, rank, n_draws, ess_bulk,
+    total_draws`` - only in studies with ``truth = "prior"``, one row per ranked quantity of
+    every successful MCMC fit: the simulation-based calibration rank of the true value among
+    ``n_draws`` (``L``) thinned raw draws (``workbench.bayes.calibration.sbc_ranks``; rank in
+    ``0..L``, ``L + 1`` a multiple of ``RANK_BINS``). ``quantity`` is e.g. ``weight[0]``,
+    ``mean[1,0]``, ``cov[0,1,1]`` or ``loglik`` on the model's ordered labelling; ``kind``
+    is ``weight``, ``mean``, ``variance``, ``covariance`` or ``loglik``; ``ess_bulk`` is the
+    smallest bulk ESS that set ``L`` and ``total_draws`` the draws before thinning.
+``ordered_intervals``
+    ``condition_id, replication, method, quantity, kind, level, lower, upper, truth,
+    covered`` - only with ``truth = "prior"``, for the same fits: central intervals of every
+    parameter from all raw draws on the ordered labelling, against the (sorted) truth
+    (``workbench.bayes.calibration.ordered_intervals``). Averaged over the prior their
+    coverage has the exact target ``level``.
+
+Stores written before the last two tables existed get them (empty) when opened.
 """
 
 from __future__ import annotations
@@ -149,6 +166,7 @@ from workbench.metrics import ParameterEstimate
 from workbench.mixture import MixtureParams
 
 if TYPE_CHECKING:
+    from workbench.bayes.calibration import OrderedInterval, SBCRanks
     from workbench.bayes.diagnostics import BayesDiagnostics
     from workbench.em import EMHistory
     from workbench.simulate import Dataset
@@ -293,6 +311,35 @@ CREATE TABLE IF NOT EXISTS draws (
 );
 """
 
+# The calibration tables, also created when an older store is opened (see StudyStore).
+_CALIBRATION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sbc_ranks (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    n_draws INTEGER NOT NULL,
+    ess_bulk REAL,
+    total_draws INTEGER NOT NULL,
+    PRIMARY KEY (condition_id, replication, method, quantity)
+);
+CREATE TABLE IF NOT EXISTS ordered_intervals (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    level REAL NOT NULL,
+    lower REAL,
+    upper REAL,
+    truth REAL,
+    covered INTEGER NOT NULL,
+    PRIMARY KEY (condition_id, replication, method, quantity, level)
+);
+"""
+
 #: Tables keyed by task, in the order a task's rows are written.
 TASK_TABLES: tuple[str, ...] = (
     "tasks",
@@ -306,6 +353,8 @@ TASK_TABLES: tuple[str, ...] = (
     "datasets",
     "em_history",
     "draws",
+    "sbc_ranks",
+    "ordered_intervals",
 )
 
 _VERSIONED_PACKAGES = (
@@ -528,6 +577,10 @@ class FitRecord:
         The point estimate aligned to the truth (EM estimate or posterior mean).
     draws : xarray.DataTree or None
         Posterior draws, only for kept Bayesian fits.
+    sbc : SBCRanks or None
+        SBC ranks of an MCMC fit in a ``truth = "prior"`` study.
+    ordered_intervals : tuple of OrderedInterval
+        Its central intervals on the ordered labelling (same studies).
     """
 
     method: str
@@ -542,6 +595,8 @@ class FitRecord:
     em_history: EMHistory | None = None
     params: MixtureParams | None = None
     draws: Any = None
+    sbc: SBCRanks | None = None
+    ordered_intervals: tuple[OrderedInterval, ...] = ()
 
 
 @dataclass
@@ -669,6 +724,9 @@ class StudyStore:
         if not self.path.is_file():
             raise StoreError(f"no study results in {self.directory}: {self.path} is missing")
         self._conn = self._connect(self.path)
+        # stores written before the calibration tables existed get them, empty
+        with self._guard("adding the calibration tables"):
+            self._conn.executescript(_CALIBRATION_SCHEMA)
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -1054,6 +1112,32 @@ class StudyStore:
                 "INSERT INTO em_history VALUES (?, ?, ?, ?)",
                 (*key, m, _npz(fit.em_history._asdict())),
             )
+        if fit.sbc is not None:
+            sbc = fit.sbc
+            conn.executemany(
+                "INSERT INTO sbc_ranks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (*key, m, q, kind, int(rank), sbc.n_draws, _real(sbc.ess_bulk), sbc.total_draws)
+                    for q, kind, rank in zip(sbc.quantities, sbc.kinds, sbc.ranks, strict=True)
+                ],
+            )
+        conn.executemany(
+            "INSERT INTO ordered_intervals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    *key,
+                    m,
+                    iv.quantity,
+                    iv.kind,
+                    iv.level,
+                    _real(iv.lower),
+                    _real(iv.upper),
+                    _real(iv.truth),
+                    int(iv.covered),
+                )
+                for iv in fit.ordered_intervals
+            ],
+        )
 
     def delete_tasks(self, keys: Sequence[tuple[int, int]]) -> None:
         """Remove every row of the given tasks (used to rerun failed tasks)."""
@@ -1121,7 +1205,7 @@ class StudyStore:
 
 def create_tables(conn: sqlite3.Connection) -> None:
     """Create every table of the store (see the module docstring) on ``conn``."""
-    for statement in _SCHEMA.split(";"):
+    for statement in (_SCHEMA + _CALIBRATION_SCHEMA).split(";"):
         if statement.strip():
             conn.execute(statement)
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,10 +26,13 @@ from workbench.bayes import fit_bayes
 from workbench.em import EMHistory, GaussianMixture
 from workbench.metrics import score_point_estimate, score_posterior
 from workbench.mixture import MixtureParams, to_full_covariances
-from workbench.simulate import Dataset, Scenario, simulate
+from workbench.simulate import Dataset, Scenario
 from workbench.study.config import AdviOptions, BayesOptions, EMOptions
-from workbench.study.seeds import task_streams
+from workbench.study.seeds import PriorTruth, draw_dataset, task_streams
 from workbench.study.store import FitRecord, TaskRecord
+
+if TYPE_CHECKING:
+    from workbench.bayes.calibration import OrderedInterval, SBCRanks
 
 __all__ = ["TaskSpec", "lost_task_record", "run_task"]
 
@@ -52,6 +56,10 @@ class TaskSpec:
         Chains sampled in parallel within the task; None lets the sampler use every CPU
         (right when tasks run one at a time), 1 avoids oversubscribing a pool of workers.
         Results do not depend on it.
+    truth_from_prior : bool
+        ``truth = "prior"``: draw the truth from ``methods['bayes']``'s prior (fixed
+        hyperparameters, its covariance type), and store SBC ranks and ordered-label
+        intervals of the Bayes fit.
     """
 
     condition_id: int
@@ -62,6 +70,7 @@ class TaskSpec:
     levels: tuple[float, ...]
     keep: bool
     chain_cores: int | None = None
+    truth_from_prior: bool = False
 
 
 def _now() -> str:
@@ -97,7 +106,7 @@ def run_task(spec: TaskSpec) -> TaskRecord:
         kept=spec.keep,
     )
     try:
-        dataset = simulate(spec.scenario, streams.simulate)
+        dataset = _simulate(spec, streams.simulate)
     except Exception as exc:
         record.status = "failed"
         record.error = f"simulation failed: {type(exc).__name__}: {exc}"
@@ -159,6 +168,15 @@ def lost_task_record(spec: TaskSpec, reason: str) -> TaskRecord:
         error=f"worker lost: {reason}",
         traceback=f"no traceback: the worker process died ({reason})",
     )
+
+
+def _simulate(spec: TaskSpec, rng: np.random.Generator) -> Dataset:
+    """The task's dataset: the scenario's own truth, or one drawn from the Bayesian prior."""
+    if not spec.truth_from_prior:
+        return draw_dataset(spec.scenario, rng)
+    options = spec.methods["bayes"]
+    assert isinstance(options, BayesOptions), "the config requires [methods.bayes]"
+    return draw_dataset(spec.scenario, rng, PriorTruth(options.priors, options.covariance_type))
 
 
 def _guarded(name: str, fit: Callable[[], FitRecord]) -> FitRecord:
@@ -268,6 +286,15 @@ def _fit_bayes(
         cores=spec.chain_cores,
     )
     seconds = time.perf_counter() - start
+    sbc: SBCRanks | None = None
+    ordered: tuple[OrderedInterval, ...] = ()
+    if spec.truth_from_prior and isinstance(options, BayesOptions):
+        from workbench.bayes.calibration import ordered_intervals, sbc_ranks
+
+        # the truth is drawn sorted, on the model's ordered labelling: rank it among the
+        # raw draws, never the relabelled ones
+        sbc = sbc_ranks(dataset.truth, fit, rng=np.random.default_rng([seed, 1]))
+        ordered = ordered_intervals(dataset.truth, fit, spec.levels)
     weights, means, covariances = fit.flat_draws()
     score = score_posterior(
         dataset,
@@ -289,4 +316,6 @@ def _fit_bayes(
         # the pointwise log-likelihood (draws x observations) is most of the file and can be
         # recomputed from the draws and the kept data
         draws=fit.idata.drop_nodes("log_likelihood", errors="ignore") if spec.keep else None,
+        sbc=sbc,
+        ordered_intervals=ordered,
     )
