@@ -108,7 +108,7 @@ def _task(
     estimate = _perturbed(truth, rng, 0.1)
     names = tuple(p.name for p in parameter_names(truth.n_components, truth.n_features))
     flat = flatten_parameters(estimate.weights, estimate.means, estimate.covariances)
-    hessian_fails = condition_id == 0 and replication == 1
+    hessian_fails = bayes and condition_id == 0 and replication == 1
     ses = {
         se_method: 0.02 + factor * np.abs(flat)
         for se_method, factor in (("hessian", 0.05), ("sandwich", 0.08))
