@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-
 from scipy.stats import norm
 
 from workbench.em import ConfidenceIntervals, EMHistory
