@@ -131,9 +131,41 @@ def test_fit_real_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         "cov[1,0,0]",
     }
     assert float(rows["mean[0,0]"][1]) == pytest.approx(-3, abs=0.3)  # the EM estimate
-    for name, em, post_mean, _, lower, upper, inside in rows.values():
+    assert "sandwich (Wald interval) SE and 94% interval" in out
+    for name, em, se, em_lower, em_upper, post_mean, _, lower, upper, inside in rows.values():
         assert float(lower) <= float(post_mean) <= float(upper), name
         assert (float(lower) <= float(em) <= float(upper)) == (inside == "yes"), name
+        # the Wald interval printed is the estimate +- z(0.97) se (4 significant digits)
+        half = 1.8808 * float(se)
+        assert float(em_lower) == pytest.approx(float(em) - half, rel=2e-3, abs=2e-3), name
+        assert float(em_upper) == pytest.approx(float(em) + half, rel=2e-3, abs=2e-3), name
+    # about 120 and 80 points: the SE of weight[0] is near sqrt(0.6 * 0.4 / 200) = 0.035
+    assert float(rows["weight[0]"][2]) == pytest.approx(0.035, rel=0.2)
+
+
+def test_fit_chooses_the_se_method_and_says_why_ses_are_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workbench.realdata import fit as realdata_fit
+    from workbench.realdata.display import format_fit
+
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(-3, 1, (60, 1)), rng.normal(3, 0.5, (40, 1))])
+    calls: list[str] = []
+
+    def failing(model: object, data: np.ndarray, *, method: str) -> object:
+        calls.append(method)
+        raise ValueError("component 1 holds an effective 1.2 points")
+
+    monkeypatch.setattr(realdata_fit, "standard_errors", failing)
+    result = realdata_fit.fit_data(
+        X, 2, sampler="advi", draws=100, tune=500, n_init=1, se_method="hessian"
+    )
+    assert calls == ["hessian"]
+    assert result.se_error == "component 1 holds an effective 1.2 points"
+    assert result.comparison["em_se"].isna().all()
+    text = format_fit(result, X)
+    assert "EM standard errors are not available: component 1 holds" in text
 
 
 def _normal_pdf(x: np.ndarray, mean: float, sd: float) -> np.ndarray:

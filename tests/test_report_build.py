@@ -4,7 +4,9 @@ The stored study here is written through the store's own API (``StudyStore.write
 with real simulated data and real scores (``workbench.metrics``), but synthetic fits: the
 report must not care how a fit was made, and this keeps the test fast. Every kind of
 problem the report must name is planted: a failed fit, an unconverged EM fit, a bad r_hat,
-divergences and label switching.
+divergences, label switching, and EM standard errors that could not be computed. EM fits
+carry synthetic Wald intervals (``hessian-wald``, ``sandwich-wald``) and their standard
+errors, so EM's interval methods appear beside the posterior's.
 """
 
 import json
@@ -17,10 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from scipy.stats import norm
 
-from workbench.em import EMHistory
+from workbench.em import ConfidenceIntervals, EMHistory
 from workbench.metrics import score_point_estimate, score_posterior
-from workbench.mixture import MixtureParams
+from workbench.mixture import MixtureParams, flatten_parameters, parameter_names
 from workbench.report import build_report
 from workbench.report.tables import format_mcse
 from workbench.simulate import Scenario, simulate
@@ -99,9 +102,37 @@ def _task(
         dataset=dataset if keep else None,
         kept=keep,
     )
-    # EM: an estimate near the truth, its lower-bound trace and (kept) history
+    # EM: an estimate near the truth, its lower-bound trace and (kept) history, and Wald
+    # intervals from synthetic standard errors; condition 0, replication 1 has no Hessian SEs
     estimate = _perturbed(truth, rng, 0.1)
-    em_score = score_point_estimate(dataset, estimate, method="em", fit_seconds=0.1)
+    names = tuple(p.name for p in parameter_names(truth.n_components, truth.n_features))
+    flat = flatten_parameters(estimate.weights, estimate.means, estimate.covariances)
+    hessian_fails = bayes and condition_id == 0 and replication == 1
+    ses = {
+        se_method: 0.02 + factor * np.abs(flat)
+        for se_method, factor in (("hessian", 0.05), ("sandwich", 0.08))
+        if not (hessian_fails and se_method == "hessian")
+    }
+    intervals = [
+        ConfidenceIntervals(
+            names,
+            flat,
+            flat - norm.ppf(0.5 + level / 2) * se,
+            flat + norm.ppf(0.5 + level / 2) * se,
+            level,
+            f"{se_method}-wald",
+        )
+        for se_method, se in ses.items()
+        for level in LEVELS
+    ]
+    em_score = score_point_estimate(
+        dataset,
+        estimate,
+        method="em",
+        fit_seconds=0.1,
+        intervals=intervals,
+        standard_errors=ses,
+    )
     n_iter = 6
     trace = -2.0 - np.exp(-np.arange(n_iter))
     converged = not (condition_id == 1 and replication == 2)
@@ -123,11 +154,18 @@ def _task(
         fit_seconds=0.1,
         metrics=dict(em_score.metrics),
         estimates=list(em_score.estimates),
+        standard_errors=list(em_score.standard_errors),
         diagnostics={
             "converged": converged,
             "n_iter": n_iter if converged else 100,
             "lower_bound": trace[-1],
             "n_init": 1,
+            "inference_seconds": 0.01,
+            **(
+                {"se_error_hessian": "component 1 holds an effective 2.4 points (weight 0.02)"}
+                if hessian_fails
+                else {}
+            ),
         },
         em_trace=trace,
         em_history=history,
@@ -216,7 +254,8 @@ def test_report_writes_html_markdown_tables_and_figures(report):
     for name in ("metrics", "recovery", "coverage", "flagged", "fit_diagnostics"):
         assert (out / "tables" / f"{name}.csv").is_file(), name
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert "bias.png" in figures and "coverage.png" in figures
+    # one coverage figure per condition
+    assert "bias.png" in figures and {"coverage-c000.png", "coverage-c001.png"} <= set(figures)
     # replication 0 of each condition is kept: data, EM and posterior plots for both
     for stem in ("c000-r0000", "c001-r0000"):
         assert f"data-{stem}.png" in figures
@@ -352,15 +391,70 @@ def test_every_planted_problem_is_flagged_by_name(stored_study, report):
         (1, 1, "bayes", "ESS < 100 per chain"),
         (1, 1, "bayes", "divergences"),
         (1, 1, "bayes", "label switching"),
+        (0, 1, "em", "hessian SEs not available"),
     }
     seeds = _sql(stored_study, "SELECT condition_id, replication, seed FROM tasks")
     merged = flagged.merge(seeds, on=["condition_id", "replication"], suffixes=("", "_sql"))
     np.testing.assert_array_equal(merged["seed"], merged["seed_sql"])
     html = report.read_text()
-    assert "Flagged fits (3)" in html
+    assert "Flagged fits (4)" in html
     assert "SamplingError: Initial evaluation of model at starting point failed!" in html
     assert "max r_hat 1.200" in html
     assert "min bulk ESS 35, tail 50, 2 chains" in html
+    assert "component 1 holds an effective 2.4 points (weight 0.02)" in html
+
+
+def test_interval_methods_table_equals_the_store(stored_study, report):
+    table = pd.read_csv(report.parent / "tables" / "intervals.csv")
+    key = ["condition_id", "method", "parameter", "interval", "level"]
+    sql = _sql(
+        stored_study,
+        "SELECT i.condition_id, i.method, i.parameter, i.interval, i.level, "
+        "AVG(i.covered) AS coverage, AVG(i.upper - i.lower) AS width, COUNT(*) AS n "
+        "FROM intervals i GROUP BY i.condition_id, i.method, i.parameter, i.interval, i.level",
+    )
+    merged = sql.merge(table, on=key, suffixes=("_sql", ""))
+    assert len(merged) == len(sql) == len(table)
+    assert {"hessian-wald", "sandwich-wald", "central", "hdi"} == set(merged["interval"])
+    np.testing.assert_allclose(merged["coverage"], merged["coverage_sql"], rtol=1e-12)
+    np.testing.assert_allclose(merged["width"], merged["width_sql"], rtol=1e-9)
+    np.testing.assert_array_equal(merged["n_sim"], merged["n"])
+    # the failed Hessian SEs leave one replication out of hessian-wald in condition 0
+    em = merged[merged["method"] == "em"]
+    counts = em.groupby(["condition_id", "interval"])["n"].first().to_dict()
+    assert counts == {
+        (0, "hessian-wald"): REPLICATIONS - 1,
+        (0, "sandwich-wald"): REPLICATIONS,
+        (1, "hessian-wald"): REPLICATIONS,
+        (1, "sandwich-wald"): REPLICATIONS,
+    }
+    # ModSE / EmpSE from the stored SEs (EM) and posterior SDs (Bayes), recomputed here
+    rows = _sql(
+        stored_study,
+        "SELECT e.condition_id, e.method, e.parameter, e.estimate, e.truth, e.sd, s.se "
+        "FROM estimates e LEFT JOIN standard_errors s ON s.condition_id = e.condition_id "
+        "AND s.replication = e.replication AND s.method = e.method "
+        "AND s.parameter = e.parameter AND s.se_method = 'sandwich'",
+    )
+    for (condition_id, method, parameter), group in rows.groupby(
+        ["condition_id", "method", "parameter"]
+    ):
+        model_se = group["se"] if method == "em" else group["sd"]
+        errors = group["estimate"] - group["truth"]
+        if not errors.std(ddof=1) > 0:
+            continue
+        expected = np.sqrt(np.mean(model_se**2)) / errors.std(ddof=1)
+        interval = "sandwich-wald" if method == "em" else "central"
+        got = table[
+            (table.condition_id == condition_id)
+            & (table.method == method)
+            & (table.parameter == parameter)
+            & (table.interval == interval)
+        ]["se_ratio"]
+        np.testing.assert_allclose(got, expected, rtol=1e-9)
+    markdown = (report.parent / "report.md").read_text()
+    assert "## Interval methods" in markdown
+    assert "| weight[0] | em | sandwich-wald |" in markdown
 
 
 def test_posterior_draws_are_aligned_like_the_scorer(stored_study):
@@ -443,7 +537,12 @@ def test_em_only_misspecified_study(tmp_path):
             store.write_task(_task(0, replication, scenario, bayes=False))
     index = build_report(directory)
     figures = {p.name for p in (directory / "figures").glob("*.png")}
-    assert figures == {"bias.png", "data-c000-r0000.png", "em-c000-r0000.png"}
+    assert figures == {
+        "bias.png",
+        "coverage-c000.png",  # EM's Wald intervals
+        "data-c000-r0000.png",
+        "em-c000-r0000.png",
+    }
     html = index.read_text()
     assert "MCMC diagnostics" not in html and "EM convergence" in html
     assert "Bayes" not in html.split("Colours used in every plot")[1].split("</p>")[0]

@@ -305,3 +305,62 @@ def test_posterior_plot_legend_names_the_interval_that_is_drawn(ci_kind, ci_prob
     assert not np.allclose(bar.get_xdata(), other(draws.ravel(), ci_prob), atol=1e-3)
     legend = pc.viz["figure"].item().legends[0].get_texts()[0].get_text()
     assert f"bar: {ci_prob:.0%} {ci_kind.upper()}" in legend
+
+
+def test_em_interval_bar_sits_under_each_posterior_at_the_given_bounds():
+    draws = np.random.default_rng(2).normal([0.3, -1.0], 0.05, size=(2, 200, 2))
+    names = ["weight[0]", "mean[0,0]"]
+    posterior = xr.Dataset(
+        {"value": (("chain", "draw", "parameter"), draws)}, coords={"parameter": names}
+    )
+
+    def point(values):
+        return xr.Dataset({"value": ("parameter", values)}, coords={"parameter": names})
+
+    interval = plots.EMInterval(point([0.2, -1.2]), point([0.4, -0.8]), "EM sandwich-wald 95%")
+    pc = plots.plot_posterior_vs_point(
+        posterior, em=point([0.3, -1.0]), truth=None, em_interval=interval, ci_prob=0.95
+    )
+    ref_lines = pc.viz["ref_line"]["value"].sel(ref_dim="em").values.ravel()
+    for artist, bounds in zip(ref_lines, ([0.2, 0.4], [-1.2, -0.8]), strict=True):
+        bars = [
+            line
+            for line in artist.axes.lines
+            if to_hex(line.get_color()) == to_hex(plots.ROLE_COLORS["em"])
+            and line.get_marker() == "|"  # the estimate's own line has no marker
+        ]
+        assert [list(bar.get_xdata()) for bar in bars] == [bounds]
+    legend = [t.get_text() for t in pc.viz["figure"].item().legends[0].get_texts()]
+    assert legend[-1] == "EM sandwich-wald 95%"
+    with pytest.raises(ValueError, match="em_interval needs em"):
+        plots.plot_posterior_vs_point(posterior, em=None, truth=None, em_interval=interval)
+
+
+def test_coverage_gives_each_interval_method_its_marker_and_each_fit_its_colour():
+    rows = [
+        {
+            "condition": "c",
+            "method": method,
+            "parameter": "mean[0,0]",
+            "interval": interval,
+            "level": 0.95,
+            "coverage": 0.9,
+            "coverage_mcse": 0.02,
+            "n_sim": 120,
+        }
+        for method, interval in [
+            ("em", "hessian-wald"),
+            ("em", "sandwich-wald"),
+            ("em", "nonparametric-bootstrap-percentile"),
+            ("bayes", "central"),
+            ("bayes", "hdi"),
+        ]
+    ]
+    fig = plots.plot_coverage(pd.DataFrame(rows))
+    bars = _errorbars(fig.axes[0])
+    styles = {(to_hex(b.lines[0].get_color()), b.lines[0].get_marker()) for b in bars}
+    assert len(bars) == len(styles) == 5
+    colours = sorted(colour for colour, _ in styles)
+    em, bayes = to_hex(plots.ROLE_COLORS["em"]), to_hex(plots.ROLE_COLORS["bayes"])
+    assert colours == sorted([em] * 3 + [bayes] * 2)
+    assert len({marker for _, marker in styles}) == 5

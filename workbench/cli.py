@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from workbench.bayes.options import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TUNE, SAMPLERS
-from workbench.em.options import WORKBENCH_N_INIT
+from workbench.em.options import INTERVAL_METHODS, WORKBENCH_N_INIT
 from workbench.errors import WorkbenchError
 from workbench.mixture import COVARIANCE_TYPES
 from workbench.study.executors import (
@@ -218,6 +218,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         draws=args.draws,
         tune=args.tune,
         level=args.level,
+        se_method=args.se_method,
         seed=args.seed,
     )
     print(format_fit(result, X))
@@ -318,7 +319,18 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--draws", type=_positive_int, default=DEFAULT_DRAWS, metavar="N")
     fit.add_argument("--tune", type=_positive_int, default=DEFAULT_TUNE, metavar="N")
     fit.add_argument(
-        "--level", type=float, default=0.94, help="credible interval level (default 0.94)"
+        "--level",
+        type=float,
+        default=0.94,
+        help="level of the credible and EM confidence intervals (default 0.94)",
+    )
+    fit.add_argument(
+        "--se-method",
+        choices=INTERVAL_METHODS,
+        default="sandwich",
+        help="EM standard errors: a Wald interval from the inverse observed information "
+        "(hessian), the outer product of scores (opg) or the sandwich (default), or 999 "
+        "bootstrap refits",
     )
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(handler=_cmd_fit)

@@ -36,8 +36,9 @@ with ``k`` the index of the true component.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,13 +51,18 @@ from workbench.mixture import (
 )
 from workbench.simulate import Dataset, data_log_density
 
+if TYPE_CHECKING:
+    from workbench.em.inference import ConfidenceIntervals
+
 __all__ = [
     "DEFAULT_LEVELS",
     "INTERVAL_KINDS",
     "FitScore",
     "Interval",
     "ParameterEstimate",
+    "StandardError",
     "central_interval",
+    "flat_permutation",
     "hdi_interval",
     "score_point_estimate",
     "score_posterior",
@@ -73,7 +79,10 @@ class Interval:
 
     Attributes
     ----------
-    kind : {'central', 'hdi'}
+    kind : str
+        ``'central'`` or ``'hdi'`` for a posterior; for EM the method of
+        :class:`workbench.em.ConfidenceIntervals`, e.g. ``'sandwich-wald'`` or
+        ``'nonparametric-bootstrap-percentile'``.
     level : float
         Nominal probability, in (0, 1).
     lower, upper : float
@@ -101,9 +110,10 @@ class ParameterEstimate:
     truth, estimate : float
         The estimate is the EM point estimate or the posterior mean.
     sd : float
-        Posterior standard deviation; nan for a point estimate.
+        Posterior standard deviation; nan for a point estimate (its standard errors are
+        :class:`StandardError` records).
     intervals : tuple of Interval
-        Empty for a point estimate.
+        Credible intervals, or the confidence intervals of a point estimate.
     """
 
     parameter: str
@@ -112,6 +122,25 @@ class ParameterEstimate:
     estimate: float
     sd: float
     intervals: tuple[Interval, ...]
+
+
+@dataclass(frozen=True)
+class StandardError:
+    """One standard error of a point estimate's parameter, after alignment.
+
+    Attributes
+    ----------
+    parameter : str
+        As :attr:`ParameterEstimate.parameter`.
+    method : str
+        How it was estimated: ``'hessian'``, ``'opg'``, ``'sandwich'`` or ``'bootstrap'``
+        (the SD of the bootstrap draws).
+    se : float
+    """
+
+    parameter: str
+    method: str
+    se: float
 
 
 @dataclass(frozen=True)
@@ -124,11 +153,14 @@ class FitScore:
     metrics : dict of str to float
         See the module docstring for the keys.
     estimates : tuple of ParameterEstimate
+    standard_errors : tuple of StandardError
+        Of a point estimate whose standard errors were given; else empty.
     """
 
     method: str
     metrics: dict[str, float]
     estimates: tuple[ParameterEstimate, ...]
+    standard_errors: tuple[StandardError, ...] = ()
 
 
 def central_interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -217,17 +249,46 @@ def _check_k(estimate_k: int, dataset: Dataset) -> None:
         )
 
 
+def flat_permutation(order: np.ndarray, n_features: int) -> np.ndarray:
+    """Where each scalar parameter of a permuted mixture comes from in the original.
+
+    Parameters
+    ----------
+    order : ndarray of int, shape (K,)
+        As :meth:`workbench.mixture.MixtureParams.permuted`: component ``j`` of the result is
+        component ``order[j]`` of the original.
+    n_features : int
+
+    Returns
+    -------
+    ndarray of int, shape (K + K d + K d (d + 1) / 2,)
+        ``flat_original[index]`` is the flattened permuted mixture
+        (:func:`workbench.mixture.flatten_parameters` order).
+    """
+    order = np.asarray(order, dtype=np.intp)
+    k, d = order.size, n_features
+    n_cov = d * (d + 1) // 2
+    weights = np.arange(k)
+    means = k + np.arange(k * d).reshape(k, d)
+    iu, ju = np.triu_indices(d)
+    covariances = np.empty((k, d, d), dtype=np.intp)
+    covariances[:, iu, ju] = k + k * d + np.arange(k * n_cov).reshape(k, n_cov)
+    return flatten_parameters(weights[order], means[order], covariances[order])
+
+
 def score_point_estimate(
     dataset: Dataset,
     estimate: MixtureParams,
     *,
     method: str = "em",
     fit_seconds: float = math.nan,
+    intervals: Sequence[ConfidenceIntervals] = (),
+    standard_errors: Mapping[str, np.ndarray] | None = None,
 ) -> FitScore:
-    """Score a point estimate (e.g. EM) against the truth of its dataset.
+    """Score a point estimate (e.g. EM) and its confidence intervals against the truth.
 
     The estimate is aligned to the truth first (:func:`workbench.align.align_to_reference`,
-    KL cost).
+    KL cost); its intervals and standard errors are permuted with it.
 
     Parameters
     ----------
@@ -235,26 +296,58 @@ def score_point_estimate(
     estimate : MixtureParams with the same K and d as ``dataset.truth``
     method : str
     fit_seconds : float
+    intervals : sequence of ConfidenceIntervals
+        Confidence intervals of ``estimate`` (:mod:`workbench.em.inference`), in its own
+        component order, each with ``lower`` and ``upper`` of shape (M,) under the names
+        of :func:`workbench.mixture.parameter_names`; one per interval method and level.
+        Each becomes an :class:`Interval` of kind ``intervals[i].method``.
+    standard_errors : mapping of str to ndarray of shape (M,), optional
+        Standard errors of ``estimate`` per SE method, in its own component order.
 
     Returns
     -------
     FitScore
-        ``sd`` is nan and ``intervals`` empty for every parameter.
+        ``sd`` is nan for every parameter.
     """
     _check_k(estimate.n_components, dataset)
     truth = dataset.truth
-    aligned = estimate.permuted(align_to_reference(estimate, truth))
+    k, d = truth.n_components, truth.n_features
+    order = align_to_reference(estimate, truth)
+    aligned = estimate.permuted(order)
+    index = flat_permutation(order, d)
     metrics = _shared_metrics(dataset, aligned)
     metrics["lpd_test"] = float(np.mean(log_prob(dataset.X_test, aligned)))
     metrics["fit_seconds"] = float(fit_seconds)
-    names = parameter_names(truth.n_components, truth.n_features)
+    names = parameter_names(k, d)
     true_flat = flatten_parameters(truth.weights, truth.means, truth.covariances)
     est_flat = flatten_parameters(aligned.weights, aligned.means, aligned.covariances)
+    for ci in intervals:
+        if ci.lower.shape != (len(names),):
+            raise ValueError(
+                f"interval {ci.method!r} has {ci.lower.shape} bounds; the mixture has "
+                f"{len(names)} scalar parameters"
+            )
+    bounds = [(ci.method, ci.level, ci.lower[index], ci.upper[index]) for ci in intervals]
     estimates = tuple(
-        ParameterEstimate(p.name, p.kind, float(t), float(e), math.nan, ())
-        for p, t, e in zip(names, true_flat, est_flat, strict=True)
+        ParameterEstimate(
+            p.name,
+            p.kind,
+            float(t),
+            float(e),
+            math.nan,
+            tuple(
+                Interval(kind, float(level), float(lo[i]), float(hi[i]), bool(lo[i] <= t <= hi[i]))
+                for kind, level, lo, hi in bounds
+            ),
+        )
+        for i, (p, t, e) in enumerate(zip(names, true_flat, est_flat, strict=True))
     )
-    return FitScore(method, metrics, estimates)
+    ses = tuple(
+        StandardError(p.name, se_method, float(values[index][i]))
+        for se_method, values in (standard_errors or {}).items()
+        for i, p in enumerate(names)
+    )
+    return FitScore(method, metrics, estimates, ses)
 
 
 def _thin(n_draws: int, max_draws: int) -> np.ndarray:

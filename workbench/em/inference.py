@@ -63,6 +63,13 @@ from workbench.em._information import (
     reporting_jacobian,
 )
 from workbench.em._steps import variance_floor
+from workbench.em.options import (
+    BOOTSTRAP_INTERVALS,
+    BOOTSTRAP_KINDS,
+    DEFAULT_N_BOOT,
+    SE_METHODS,
+    WALD_SCALES,
+)
 from workbench.mixture import MixtureParams, flatten_parameters, parameter_names, sample
 
 __all__ = [
@@ -81,11 +88,6 @@ __all__ = [
     "standard_errors",
     "wald_intervals",
 ]
-
-SE_METHODS: tuple[str, ...] = ("hessian", "opg", "sandwich")
-WALD_SCALES: tuple[str, ...] = ("natural", "transformed")
-BOOTSTRAP_KINDS: tuple[str, ...] = ("nonparametric", "parametric", "weighted")
-BOOTSTRAP_INTERVALS: tuple[str, ...] = ("percentile", "basic")
 
 
 def _level(level: object) -> float:
@@ -561,7 +563,7 @@ def bootstrap(
     X: ArrayLike,
     *,
     kind: str = "nonparametric",
-    n_boot: int = 999,
+    n_boot: int = DEFAULT_N_BOOT,
     rng: np.random.Generator | int | None = None,
     tol: float = 1e-8,
     max_iter: int = 1000,

@@ -43,19 +43,33 @@ def format_fit(result: RealDataFit, X: np.ndarray) -> str:
         f"  at the EM estimate        {result.log_likelihood['em']:.4f}",
         f"  at the posterior mean     {result.log_likelihood['posterior_mean']:.4f}",
         "",
-        f"posterior against the EM estimate ({100 * result.level:g}% central intervals):",
+        f"EM estimate with its {_se_label(result.se_method)} SE and {100 * result.level:g}% "
+        "interval against the posterior mean, SD and central interval:",
     ]
+    if result.se_error is not None:
+        lines.append(f"  EM standard errors are not available: {result.se_error}")
     table = result.comparison.copy()
     table["em_inside"] = table["em_inside"].map({True: "yes", False: "NO"})
     table = table.rename(
         columns={
+            "em_se": "EM se",
+            "em_lower": "EM lower",
+            "em_upper": "EM upper",
             "posterior_mean": "post. mean",
             "posterior_sd": "post. sd",
+            "lower": "post. lower",
+            "upper": "post. upper",
             "em_inside": "EM inside",
         }
     )
     lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return "\n".join(lines)
+
+
+def _se_label(se_method: str) -> str:
+    if se_method == "bootstrap":
+        return "bootstrap (SD of 999 refits; percentile interval)"
+    return f"{se_method} (Wald interval)"
 
 
 def _num(value: object, fmt: str = ".3f") -> str:

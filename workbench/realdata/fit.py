@@ -8,11 +8,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from workbench._validation import check_real
+from workbench._validation import check_choice, check_real
 from workbench.bayes import BayesFit, fit_bayes
 from workbench.bayes.options import DEFAULT_CHAINS, DEFAULT_DRAWS, DEFAULT_TUNE
-from workbench.em import GaussianMixture
-from workbench.em.options import WORKBENCH_N_INIT
+from workbench.em import (
+    ConfidenceIntervals,
+    GaussianMixture,
+    bootstrap,
+    standard_errors,
+    wald_intervals,
+)
+from workbench.em.options import DEFAULT_N_BOOT, INTERVAL_METHODS, WORKBENCH_N_INIT
 from workbench.metrics import central_interval
 from workbench.mixture import MixtureParams, flatten_parameters, log_prob, parameter_names
 
@@ -36,10 +42,18 @@ class RealDataFit:
         Mean log-likelihood per observation at the EM estimate (``"em"``) and at the
         posterior mean (``"posterior_mean"``).
     comparison : DataFrame
-        One row per scalar parameter: ``parameter``, ``em``, ``posterior_mean``,
-        ``posterior_sd``, ``lower``, ``upper`` (central credible interval at ``level``) and
-        ``em_inside`` (the EM estimate lies in the interval).
+        One row per scalar parameter: ``parameter``, ``em``, ``em_se``, ``em_lower``,
+        ``em_upper`` (EM's standard error and confidence interval at ``level``; NaN when
+        ``se_error`` says why), ``posterior_mean``, ``posterior_sd``, ``lower``, ``upper``
+        (central credible interval at ``level``) and ``em_inside`` (the EM estimate lies in
+        the credible interval).
     level : float
+    se_method : {'hessian', 'opg', 'sandwich', 'bootstrap'}
+        How EM's SEs and intervals were made: a Wald interval from that analytic SE, or
+        the bootstrap's SD and percentile interval.
+    se_error : str or None
+        Why EM's SEs are not available (a singular information matrix, a failing
+        bootstrap); None when they are.
     em_seconds, bayes_seconds : float
     """
 
@@ -50,6 +64,8 @@ class RealDataFit:
     log_likelihood: dict[str, float]
     comparison: pd.DataFrame
     level: float
+    se_method: str
+    se_error: str | None
     em_seconds: float
     bayes_seconds: float
 
@@ -65,6 +81,7 @@ def fit_data(
     draws: int = DEFAULT_DRAWS,
     tune: int = DEFAULT_TUNE,
     level: float = 0.94,
+    se_method: str = "sandwich",
     seed: int = 0,
     progressbar: bool = False,
 ) -> RealDataFit:
@@ -80,9 +97,13 @@ def fit_data(
     sampler : {'auto', 'nutpie', 'pymc', 'numpyro', 'advi'}
     chains, draws, tune : int
     level : float in (0, 1)
-        Level of the credible intervals in the comparison.
+        Level of the credible and confidence intervals in the comparison.
+    se_method : {'hessian', 'opg', 'sandwich', 'bootstrap'}, default 'sandwich'
+        EM's standard errors and interval (:mod:`workbench.em.inference`): the Wald
+        interval of an analytic SE (the sandwich is robust to a misspecified component
+        density), or 999 nonparametric bootstrap refits and their percentile interval.
     seed : int
-        Seeds both fits (independent streams).
+        Seeds both fits and the bootstrap (independent streams).
     progressbar : bool
 
     Returns
@@ -90,19 +111,28 @@ def fit_data(
     RealDataFit
     """
     check_real("level", level, above=0, below=1)
-    em_seed, bayes_seed = (
-        int(s.generate_state(1, np.uint32)[0]) for s in np.random.SeedSequence(seed).spawn(2)
+    check_choice("se_method", se_method, INTERVAL_METHODS)
+    em_seed, bayes_seed, boot_seed = (
+        int(s.generate_state(1, np.uint32)[0]) for s in np.random.SeedSequence(seed).spawn(3)
     )
     model = GaussianMixture(
         n_components=n_components,
         covariance_type=covariance_type,
         n_init=n_init,
+        # standard errors assume a maximum of the likelihood: converge well past the default
+        tol=1e-8,
+        max_iter=1000,
         random_state=em_seed,
     )
     start = time.perf_counter()
     model.fit(X)
     em_seconds = time.perf_counter() - start
     em = model.to_params()
+    se_error: str | None = None
+    try:
+        em_se, em_interval = _em_uncertainty(model, X, se_method, level, boot_seed)
+    except ValueError as exc:
+        se_error = str(exc)
     start = time.perf_counter()
     fit = fit_bayes(
         X,
@@ -124,10 +154,14 @@ def fit_data(
     draws_flat = flatten_parameters(weights, means, covariances)
     em_flat = flatten_parameters(em.weights, em.means, em.covariances)
     lower, upper = central_interval(draws_flat, level)
+    missing = np.full(len(names), np.nan)
     comparison = pd.DataFrame(
         {
             "parameter": names,
             "em": em_flat,
+            "em_se": missing if se_error is not None else em_se,
+            "em_lower": missing if se_error is not None else em_interval.lower,
+            "em_upper": missing if se_error is not None else em_interval.upper,
             "posterior_mean": draws_flat.mean(axis=0),
             "posterior_sd": draws_flat.std(axis=0, ddof=1),
             "lower": lower,
@@ -147,6 +181,25 @@ def fit_data(
         log_likelihood=log_likelihood,
         comparison=comparison,
         level=level,
+        se_method=se_method,
+        se_error=se_error,
         em_seconds=em_seconds,
         bayes_seconds=bayes_seconds,
     )
+
+
+def _em_uncertainty(
+    model: GaussianMixture, X: np.ndarray, se_method: str, level: float, seed: int
+) -> tuple[np.ndarray, ConfidenceIntervals]:
+    """EM's standard errors, shape (M,), and confidence intervals at ``level``.
+
+    Raises
+    ------
+    ValueError
+        If they cannot be computed (the message says why).
+    """
+    if se_method == "bootstrap":
+        draws = bootstrap(model, X, n_boot=DEFAULT_N_BOOT, rng=seed)
+        return draws.se, draws.interval(level, method="percentile")
+    errors = standard_errors(model, X, method=se_method)
+    return errors.se, wald_intervals(errors, level=level)

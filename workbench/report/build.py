@@ -161,6 +161,7 @@ class _Report:
         self.metrics = store.table("metrics")
         self.estimates = store.table("estimates")
         self.intervals = store.table("intervals")
+        self.standard_errors = store.table("standard_errors")
         self.diagnostics = store.table("diagnostics")
         self.em_traces = store.table("em_traces")
         self.sbc_ranks = store.table("sbc_ranks")
@@ -195,6 +196,7 @@ class _Report:
         self._csv(flagged, "flagged")
         loglik_tables = self._loglik()
         recovery_tables, recovery_figures = self._recovery()
+        interval_tables = self._interval_tables()
         diagnostics_tables = self._diagnostics()
         selection = self._selection(selected)
         return {
@@ -210,6 +212,7 @@ class _Report:
             "loglik_tables": loglik_tables,
             "recovery_tables": recovery_tables,
             "recovery_figures": recovery_figures,
+            "interval_tables": interval_tables,
             "diagnostics_tables": diagnostics_tables,
             "calibration": self._calibration(),
             "selected_fits": [self._selected_fit(c, r) for c, r in selection],
@@ -274,15 +277,19 @@ class _Report:
                     "with ±1.96 Monte Carlo SE. Bayes is the posterior mean.",
                 )
             )
-        if len(coverage):
+        # One coverage figure per condition: with EM's interval methods beside the
+        # posterior's, a figure of every condition would be too tall to read.
+        for condition_id, group in coverage.groupby("condition_id", sort=True):
+            label = self.labels[condition_id]
             figures.append(
                 self._save(
-                    plots.plot_coverage(coverage),
-                    "coverage",
-                    "Coverage of credible intervals per parameter, condition and level",
-                    "Share of replications whose credible interval contains the truth, with "
-                    "±1.96 MCSE. The black line is the nominal level; the grey band is where "
-                    "exactly calibrated intervals would fall 95% of the time.",
+                    plots.plot_coverage(group),
+                    f"coverage-c{condition_id:03d}",
+                    f"Coverage of credible and confidence intervals per parameter, {label}",
+                    f"{label}: share of replications whose interval contains the truth, with "
+                    "±1.96 MCSE, one marker per interval method (EM vermillion, Bayes blue). "
+                    "The black line is the nominal level; the grey band is where exactly "
+                    "calibrated intervals would fall 95% of the time.",
                 )
             )
         headline = tables.headline_interval(coverage)
@@ -296,6 +303,25 @@ class _Report:
                 )
             )
         return result, figures
+
+    def _interval_tables(self) -> list[_Table]:
+        """Coverage, ModSE/EmpSE and width per interval method, when EM intervals exist."""
+        table = tables.interval_table(
+            self.estimates, self.intervals, self.standard_errors, self.conditions
+        )
+        self._csv(table, "intervals")
+        if not (table["method"] == "em").any():
+            return []
+        levels = sorted(table["level"].unique())
+        level = 0.95 if 0.95 in levels else float(levels[-1])
+        return [
+            _Table(
+                self.labels[condition_id],
+                tables.interval_display(group, level),
+                "tables/intervals.csv",
+            )
+            for condition_id, group in table.groupby("condition_id", sort=True)
+        ]
 
     def _diagnostics(self) -> list[_Table]:
         per_fit = tables.fit_diagnostics(self.diagnostics)
@@ -544,19 +570,59 @@ class _Report:
                 references[role] = xr.Dataset(
                     {"value": ("parameter", values)}, coords={"parameter": names}
                 )
+        em_interval, level = self._em_interval(condition_id, replication, names)
         pc = plots.plot_posterior_vs_point(
             posterior,
             em=references.get("em"),
             truth=references.get("truth"),
+            em_interval=em_interval if "em" in references else None,
+            ci_prob=level,
             labeller=NoVarLabeller(),
         )
+        caption = (
+            f"Marginal posterior ({method}) of every parameter, aligned to the truth, with the "
+            f"EM estimate and the true value; the blue bar is the {level:.0%} HDI."
+        )
+        if em_interval is not None:
+            caption += f" The vermillion bar is EM's {em_interval.label.removeprefix('EM ')}."
         return self._save(
             pc.viz["figure"].item(),
             f"posterior-{stem}-{method}",
             f"Posterior densities of {method} against the EM estimate and the truth",
-            f"Marginal posterior ({method}) of every parameter, aligned to the truth, with the "
-            "EM estimate and the true value.",
+            caption,
         )
+
+    def _em_interval(
+        self, condition_id: int, replication: int, names: Sequence[str]
+    ) -> tuple[plots.EMInterval | None, float]:
+        """EM's interval for the posterior plot, and the level to draw both at.
+
+        The sandwich Wald interval if it was scored (robust, and what ``workbench fit``
+        prints), else the first EM interval method; at 95% if scored, else the highest
+        level. Without EM intervals: (None, 0.94), ArviZ's usual level.
+        """
+        rows = self.intervals[
+            (self.intervals["condition_id"] == condition_id)
+            & (self.intervals["replication"] == replication)
+            & (self.intervals["method"] == "em")
+        ]
+        if rows.empty:
+            return None, 0.94
+        kinds = list(dict.fromkeys(rows["interval"]))
+        kind = "sandwich-wald" if "sandwich-wald" in kinds else kinds[0]
+        levels = sorted(rows["level"].unique())
+        level = 0.95 if 0.95 in levels else float(levels[-1])
+        chosen = rows[(rows["interval"] == kind) & (rows["level"] == level)].set_index("parameter")
+        if not set(names) <= set(chosen.index):
+            return None, level
+        bounds = {
+            bound: xr.Dataset(
+                {"value": ("parameter", chosen.loc[list(names), bound].to_numpy(float))},
+                coords={"parameter": list(names)},
+            )
+            for bound in ("lower", "upper")
+        }
+        return plots.EMInterval(bounds["lower"], bounds["upper"], f"EM {kind} {level:.0%}"), level
 
 
 # Parameter groups of the SBC ECDF plots, by the kinds of workbench.bayes.calibration.

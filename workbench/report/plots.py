@@ -21,7 +21,7 @@ data       grey            (points)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import NamedTuple, cast
 
 import arviz as az
 import matplotlib as mpl
@@ -40,6 +40,7 @@ from scipy import stats
 from workbench.mixture import MixtureParams, log_prob
 
 __all__ = [
+    "EMInterval",
     "ROLES",
     "ROLE_COLORS",
     "ROLE_LABELS",
@@ -72,7 +73,9 @@ ROLE_LABELS: dict[str, str] = {
 # Probability mass inside each drawn ellipse; stated in every 2-D caption and legend.
 ELLIPSE_MASS = 0.9
 ROLE_MARKERS: dict[str, str] = {"em": "o", "bayes": "s", "advi": "D"}
-_INTERVAL_MARKERS = ("o", "^", "v", "P")
+# One marker per interval method (a posterior's central / HDI, EM's Wald and bootstrap
+# intervals); the colour says which fit it belongs to.
+_INTERVAL_MARKERS = ("o", "^", "v", "P", "X", "D", "*", "s")
 
 
 def parameter_sort_key(parameter: str) -> tuple[int, tuple[int, ...], str]:
@@ -240,9 +243,12 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
 
 
 def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
-    """Coverage of credible intervals, with the nominal line and a Monte Carlo band.
+    """Coverage of credible and confidence intervals, with the nominal line and a Monte Carlo band.
 
-    One panel per condition (rows) and nominal level (columns). The shaded band is
+    One panel per condition (rows) and nominal level (columns). Each interval method has
+    its own marker (a posterior's ``central`` and ``hdi``, EM's ``sandwich-wald``,
+    ``...-bootstrap-percentile`` ...), in its fit's colour (EM vermillion, Bayes blue).
+    The shaded band is
     ``nominal +- z * sqrt(nominal * (1 - nominal) / n_sim)``: where coverage would fall
     with probability about 95% if the intervals were exactly calibrated. It uses the
     smallest ``n_sim`` in the panel, so it is the widest band that applies.
@@ -285,7 +291,8 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
         kind: _INTERVAL_MARKERS[i % len(_INTERVAL_MARKERS)] for i, kind in enumerate(kinds)
     }
     n_rows = int(frame.groupby("condition")["parameter"].nunique().max())
-    height = 0.6 + 0.22 * n_rows * (0.6 + 0.25 * len(styles) * len(kinds))
+    n_markers = len(frame[["method", "interval"]].drop_duplicates())
+    height = 0.6 + 0.22 * n_rows * (0.6 + 0.25 * n_markers)
     fig, axes = _facet_grid(conditions, len(levels), width=3.8, height=height, sharex=False)
     # One x range per level, so that the conditions in a column can be compared by eye.
     left = {
@@ -323,7 +330,7 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
         Patch(color=str(s["color"]), label=m) for m, s in styles.items()
     ]
     handles += [
-        Line2D([], [], color="#555555", linestyle="", marker=mk, label=f"{kind} interval")
+        Line2D([], [], color="#555555", linestyle="", marker=mk, label=kind)
         for kind, mk in kind_markers.items()
     ]
     handles += [
@@ -340,6 +347,22 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
     return fig
 
 
+class EMInterval(NamedTuple):
+    """EM confidence intervals drawn under the posterior densities.
+
+    Attributes
+    ----------
+    lower, upper : Dataset
+        Bounds with the variables and ``param_dims`` of the posterior (no chain or draw).
+    label : str
+        What they are, for the legend, e.g. ``"EM sandwich-wald 95%"``.
+    """
+
+    lower: xr.Dataset
+    upper: xr.Dataset
+    label: str
+
+
 class _FlatLabeller(BaseLabeller):
     """Titles like ``means[1, 0]`` on one line instead of the name over the coordinates."""
 
@@ -352,6 +375,7 @@ def plot_posterior_vs_point(
     *,
     em: xr.Dataset | None,
     truth: xr.Dataset | None,
+    em_interval: EMInterval | None = None,
     var_names: Sequence[str] | None = None,
     col_wrap: int = 4,
     ci_kind: str = "hdi",
@@ -373,6 +397,9 @@ def plot_posterior_vs_point(
     em, truth : Dataset or None
         Point values with the same variables and ``param_dims`` (no chain or draw).
         ``None`` leaves that line out (real data have no truth).
+    em_interval : EMInterval, optional
+        A confidence interval around the EM estimate, drawn as a vermillion bar near the
+        bottom of each panel, above the posterior's credible-interval bar. Needs ``em``.
     var_names : sequence of str, optional
         Variables to draw; default all of ``posterior``.
     col_wrap : int, default 4
@@ -429,6 +456,26 @@ def plot_posterior_vs_point(
             color=[ROLE_COLORS[r] for r, _ in refs],
             linestyle=[ROLE_LINESTYLES[r] for r, _ in refs],
         )
+    if em_interval is not None:
+        if em is None:
+            raise ValueError("em_interval needs em, the estimate it belongs to")
+        lines = pc.viz["ref_line"]
+        for var in var_names:
+            artists = lines[var].sel(ref_dim="em").values.ravel()
+            lows = em_interval.lower[var].values.ravel()
+            highs = em_interval.upper[var].values.ravel()
+            for artist, low, high in zip(artists, lows, highs, strict=True):
+                ax = artist.axes
+                # x in data units, y in axes units: the bar sits just above the axis
+                ax.plot(
+                    [low, high],
+                    [0.07, 0.07],
+                    transform=ax.get_xaxis_transform(),
+                    color=ROLE_COLORS["em"],
+                    linewidth=2.0,
+                    marker="|",
+                    markersize=6,
+                )
     fig = pc.viz["figure"].item()
     for ax in fig.axes:
         ax.set_yticks([])
@@ -452,6 +499,10 @@ def plot_posterior_vs_point(
             for r, _ in refs
         ],
     ]
+    if em_interval is not None:
+        handles.append(
+            Line2D([], [], color=ROLE_COLORS["em"], lw=2.0, marker="|", label=em_interval.label)
+        )
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     return pc
 

@@ -19,6 +19,8 @@ from workbench.bayes.options import DEFAULT_CHAINS
 from workbench.report.plots import ROLES, parameter_sort_key
 from workbench.study.summaries import (
     mean_with_mcse,
+    model_se_ratio,
+    proportion,
     status_indicators,
     summarise,
     summarise_metrics,
@@ -40,6 +42,9 @@ __all__ = [
     "flagged_fits",
     "format_mcse",
     "headline_interval",
+    "interval_display",
+    "interval_se_method",
+    "interval_table",
     "loglik_display",
     "loglik_note",
     "loglik_table",
@@ -230,6 +235,119 @@ def coverage_table(
     return _with_labels(table[columns], conditions)
 
 
+def interval_se_method(interval: str) -> str | None:
+    """The standard-error method behind a stored EM interval name, None for a posterior's.
+
+    ``'sandwich-wald'`` and ``'sandwich-wald-transformed'`` -> ``'sandwich'``;
+    ``'nonparametric-bootstrap-percentile'`` -> ``'bootstrap'``; ``'central'`` -> None
+    (a posterior interval goes with the posterior SD). The names are those of
+    :class:`workbench.em.ConfidenceIntervals` (see the store's ``intervals`` table).
+    """
+    head, _, rest = interval.partition("-")
+    if rest.startswith("wald"):
+        return head
+    if "bootstrap-" in interval:
+        return "bootstrap"
+    return None
+
+
+def interval_table(
+    estimates: pd.DataFrame,
+    intervals: pd.DataFrame,
+    standard_errors: pd.DataFrame,
+    conditions: pd.DataFrame,
+) -> pd.DataFrame:
+    """Per interval method: coverage, mean width and ModSE / EmpSE, each with its MCSE.
+
+    Every interval method (a posterior's ``central`` / ``hdi``, EM's ``hessian-wald``,
+    ``sandwich-wald``, ``...-bootstrap-percentile``) is scored the same way over the
+    replications where it exists. The model SE of an EM interval is the SE it was built
+    from (the store's ``standard_errors`` row of its SE method); of a posterior interval the
+    posterior SD. ``ModSE / EmpSE`` near 1 means the SEs match the spread of the estimates
+    over replications (Morris, White & Crowther 2019); below 1 the intervals are too narrow.
+
+    Parameters
+    ----------
+    estimates, intervals, standard_errors, conditions : DataFrame
+        The store's tables of those names.
+
+    Returns
+    -------
+    DataFrame
+        One row per condition, method, parameter, interval and level: ``condition_id,
+        condition, method, kind, parameter, interval, level, n_sim, coverage,
+        coverage_mcse, width, width_mcse, se_ratio, se_ratio_mcse``.
+    """
+    key = ["condition_id", "replication", "method", "parameter"]
+    by = ["condition_id", "method", "kind", "parameter", "interval", "level"]
+    measures = ["coverage", "width", "se_ratio"]
+    columns = [*by, "n_sim", *(c for m in measures for c in (m, f"{m}_mcse"))]
+    merged = intervals.merge(
+        estimates[[*key, "kind", "truth", "estimate", "sd"]], on=key, how="inner"
+    )
+    if merged.empty:
+        return _with_labels(pd.DataFrame(columns=columns), conditions)
+    merged["se_method"] = merged["interval"].map(interval_se_method)
+    ses = standard_errors.rename(columns={"se": "model_se"})
+    merged = merged.merge(ses, on=[*key, "se_method"], how="left")
+    merged["model_se"] = merged["model_se"].where(merged["se_method"].notna(), merged["sd"])
+    rows = []
+    for group_key, group in merged.groupby(by, sort=True):
+        estimate = group["estimate"].to_numpy(float)
+        truth = group["truth"].to_numpy(float)
+        model_se = group["model_se"].to_numpy(float)
+        named = {
+            "coverage": proportion(group["covered"].to_numpy(float)),
+            "width": mean_with_mcse((group["upper"] - group["lower"]).to_numpy(float)),
+            "se_ratio": model_se_ratio(estimate, truth, model_se)
+            if np.isfinite(model_se).all()
+            else None,
+        }
+        row: dict[str, object] = dict(zip(by, group_key, strict=True))
+        row["n_sim"] = float(len(group))
+        for name, measure in named.items():
+            row[name], row[f"{name}_mcse"] = measure if measure is not None else (np.nan, np.nan)
+        rows.append(row)
+    return _with_labels(pd.DataFrame(rows, columns=columns), conditions)
+
+
+def interval_display(group: pd.DataFrame, level: float) -> pd.DataFrame:
+    """One condition's interval methods side by side at one level, MCSEs in brackets.
+
+    Parameters
+    ----------
+    group : DataFrame
+        :func:`interval_table` rows of one condition.
+    level : float
+        The nominal level shown.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``parameter``, ``method``, ``interval``, ``coverage``, ``ModSE/EmpSE``,
+        ``mean width``; parameters in :func:`~workbench.report.plots.parameter_sort_key`
+        order, EM's interval methods before the posterior's.
+    """
+    rows = group[np.isclose(group["level"], level)]
+    order = sorted(
+        rows.itertuples(index=False),
+        key=lambda r: (parameter_sort_key(r.parameter), method_rank(r.method), r.interval),
+    )
+    return pd.DataFrame(
+        [
+            {
+                "parameter": r.parameter,
+                "method": r.method,
+                "interval": r.interval,
+                f"coverage {level:.0%}": format_mcse(r.coverage, r.coverage_mcse),
+                "ModSE/EmpSE": format_mcse(r.se_ratio, r.se_ratio_mcse),
+                "mean width": format_mcse(r.width, r.width_mcse),
+            }
+            for r in order
+        ]
+    )
+
+
 def format_mcse(value: float, mcse: float) -> str:
     """``value (MCSE)``, with the value rounded to the MCSE's second significant digit.
 
@@ -363,7 +481,10 @@ def flagged_fits(
     A fit is flagged for: a failed simulation (the whole task), a failed fit, EM not
     converged, r_hat above ``RHAT_MAX``, bulk or tail ESS below ``ESS_PER_CHAIN`` times its
     number of chains (diagnostic ``chains``, else ``DEFAULT_CHAINS``), divergent
-    transitions, or label switching. A fit with several problems appears once per problem.
+    transitions, label switching, or an EM standard-error method that could not be computed
+    (diagnostic ``se_error_<method>``: a singular information matrix, a failing bootstrap;
+    the estimate is kept, but that method's intervals are missing for the fit). A fit with
+    several problems appears once per problem.
 
     Parameters
     ----------
@@ -440,6 +561,18 @@ def flagged_fits(
             lambda r: "chains or draws disagree on component order",
         ),
     ]
+    for column in sorted(c for c in wide.columns if str(c).startswith("se_error_")):
+        se_method = str(column).removeprefix("se_error_")
+        for row in wide[wide[column].notna()].itertuples(index=False):
+            rows.append(
+                {
+                    "condition_id": row.condition_id,
+                    "replication": row.replication,
+                    "method": row.method,
+                    "problem": f"{se_method} SEs not available",
+                    "detail": _first_line(getattr(row, str(column))),
+                }
+            )
     for key, is_bad, problem, detail in checks:
         if key not in wide.columns:
             continue
@@ -600,14 +733,16 @@ def recovery_display(
                 for p in parameters
             ]
         if headline is not None:
-            kind, level = headline
-            cov = coverage[
+            headline_kind, level = headline
+            scored = coverage[
                 (coverage["condition_id"] == group["condition_id"].iloc[0])
                 & (coverage["method"] == method)
-                & (coverage["interval"] == kind)
                 & (coverage["level"] == level)
-            ].set_index("parameter")
-            if len(cov):
+            ]
+            kinds = list(dict.fromkeys(scored["interval"]))
+            # a posterior shows its headline kind; EM every interval method it was scored with
+            for kind in [headline_kind] if headline_kind in kinds else kinds:
+                cov = scored[scored["interval"] == kind].set_index("parameter")
                 frame[f"{method} coverage {kind} {level:.0%}"] = [
                     format_mcse(cov.at[p, "coverage"], cov.at[p, "coverage_mcse"])
                     if p in cov.index

@@ -61,7 +61,15 @@ from workbench.bayes.options import (
     MCMC_SAMPLERS,
 )
 from workbench.bayes.priors import DATA_SCALED, BayesPriors, data_scaled
-from workbench.em.options import INIT_METHODS, WORKBENCH_N_INIT
+from workbench.em.options import (
+    BOOTSTRAP_KINDS,
+    DEFAULT_N_BOOT,
+    INIT_METHODS,
+    INTERVAL_METHODS,
+    SE_METHODS,
+    WALD_SCALES,
+    WORKBENCH_N_INIT,
+)
 from workbench.errors import WorkbenchError
 from workbench.metrics import DEFAULT_LEVELS
 from workbench.mixture import COVARIANCE_TYPES
@@ -108,6 +116,19 @@ class EMOptions:
     max_iter : int >= 1
     reg_covar : float >= 0
         Added to the covariance diagonals.
+    intervals : tuple of {'hessian', 'opg', 'sandwich', 'bootstrap'}
+        Confidence intervals scored for coverage, at every level of ``[output] levels``
+        (see :mod:`workbench.em.inference`): a Wald interval from each analytic SE method
+        named, and the bootstrap's percentile interval. Empty (the default): none. Kept in
+        the order of :data:`workbench.em.options.INTERVAL_METHODS`.
+    n_boot : int >= 2
+        Bootstrap draws (only with ``"bootstrap"`` in ``intervals``); default 999 as mclust.
+    bootstrap : {'nonparametric', 'parametric', 'weighted'}
+        The bootstrap's resampling (only with ``"bootstrap"`` in ``intervals``).
+    wald_scale : {'natural', 'transformed'}
+        Scale of the Wald intervals (only with an SE method in ``intervals``):
+        ``estimate +- z se``, or built on logit weights, log variances and Fisher-z
+        correlations and mapped back (:func:`workbench.em.wald_intervals`).
     """
 
     n_init: int = WORKBENCH_N_INIT
@@ -116,6 +137,31 @@ class EMOptions:
     tol: float = 1e-3
     max_iter: int = 200
     reg_covar: float = 1e-6
+    intervals: tuple[str, ...] = ()
+    n_boot: int = DEFAULT_N_BOOT
+    bootstrap: str = "nonparametric"
+    wald_scale: str = "natural"
+
+    @property
+    def se_methods(self) -> tuple[str, ...]:
+        """The analytic SE methods among ``intervals``."""
+        return tuple(m for m in self.intervals if m in SE_METHODS)
+
+    def inference_options(self) -> dict[str, Any]:
+        """The interval options that change results: those a study's ``intervals`` use.
+
+        ``n_boot`` and ``bootstrap`` matter only with the bootstrap, ``wald_scale`` only with
+        a Wald interval; options that do nothing stay out of the config hash, so a study
+        without intervals keeps the hash it had before these options existed.
+        """
+        out: dict[str, Any] = {}
+        if self.intervals:
+            out["intervals"] = list(self.intervals)
+        if "bootstrap" in self.intervals:
+            out |= {"n_boot": self.n_boot, "bootstrap": self.bootstrap}
+        if self.se_methods:
+            out["wald_scale"] = self.wald_scale
+        return out
 
 
 @dataclass(frozen=True)
@@ -274,11 +320,18 @@ class StudyConfig:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
+_INFERENCE_KEYS = ("intervals", "n_boot", "bootstrap", "wald_scale")
+
+
 def _options_dict(options: EMOptions | BayesOptions | AdviOptions) -> dict[str, Any]:
-    """A method's options as JSON; priors keep only what differs from the defaults."""
+    """A method's options as JSON; priors keep only what differs from the defaults, EM's
+    interval options only those its intervals use (:meth:`EMOptions.inference_options`)."""
     out = {f.name: getattr(options, f.name) for f in fields(options)}
     if isinstance(out.get("priors"), BayesPriors):
         out["priors"] = out["priors"].overrides()
+    if isinstance(options, EMOptions):
+        out = {k: v for k, v in out.items() if k not in _INFERENCE_KEYS}
+        out |= options.inference_options()
     return out
 
 
@@ -307,6 +360,14 @@ _LEVELS = (
     "a non-empty list of distinct numbers in (0, 1)",
 )
 _STRING = ((lambda v: isinstance(v, str)), "a string")
+_INTERVALS = (
+    (
+        lambda v: (
+            isinstance(v, list) and all(x in INTERVAL_METHODS for x in v) and len(set(v)) == len(v)
+        )
+    ),
+    "a list of distinct names from " + ", ".join(repr(m) for m in INTERVAL_METHODS),
+)
 
 _VALIDATORS: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
     EMOptions: {
@@ -316,6 +377,10 @@ _VALIDATORS: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
         "tol": _POSITIVE,
         "max_iter": _int_at_least(1),
         "reg_covar": _NON_NEGATIVE,
+        "intervals": _INTERVALS,
+        "n_boot": _int_at_least(2),
+        "bootstrap": _one_of(BOOTSTRAP_KINDS),
+        "wald_scale": _one_of(WALD_SCALES),
     },
     BayesOptions: {
         "sampler": _one_of(MCMC_SAMPLERS),
@@ -377,10 +442,33 @@ class _Checker:
                 raise ConfigError(f"{self.source}: {prefix}.priors: {exc}") from None
         if "levels" in values:
             values["levels"] = tuple(sorted(float(x) for x in values["levels"]))
+        if "intervals" in values:
+            values["intervals"] = tuple(m for m in INTERVAL_METHODS if m in values["intervals"])
+        if cls is EMOptions:
+            self._interval_options(values, prefix)
         for name in ("tol", "reg_covar"):
             if name in values:
                 values[name] = float(values[name])
         return cls(**values)
+
+    def _interval_options(self, values: Mapping[str, Any], prefix: str) -> None:
+        """An interval option the chosen ``intervals`` never use is a mistake: say so."""
+        chosen = values.get("intervals", ())
+        needs = {"n_boot": "bootstrap", "bootstrap": "bootstrap"}
+        for key, method in needs.items():
+            if key in values and method not in chosen:
+                raise self.error(
+                    f"{prefix}.{key}",
+                    values[key],
+                    f'it has no effect without "{method}" in {prefix}.intervals',
+                )
+        if "wald_scale" in values and not any(m in SE_METHODS for m in chosen):
+            raise self.error(
+                f"{prefix}.wald_scale",
+                values["wald_scale"],
+                f"it has no effect without an SE method ({', '.join(SE_METHODS)}) in "
+                f"{prefix}.intervals",
+            )
 
     def scenario(self, mapping: Mapping[str, Any], where: str) -> Scenario:
         try:

@@ -82,8 +82,12 @@ def tidy_results(store: StudyStore) -> pd.DataFrame:
         (``'metric'``, ``'parameter'``, ``'diagnostic'`` or ``'failure'``), ``name`` (the
         metric, parameter or diagnostic; the error message for a failure), ``kind``
         (parameter type), ``value`` (metric or numeric diagnostic), ``text`` (a
-        diagnostic that is text), ``truth``, ``estimate``, ``sd``, and per interval kind and
-        level ``{kind}{level}_lower``, ``_upper``, ``_covered`` (e.g. ``central95_lower``).
+        diagnostic that is text), ``truth``, ``estimate``, ``sd``, per interval kind and
+        level ``{kind}{level}_lower``, ``_upper``, ``_covered`` (e.g. ``central95_lower``,
+        ``sandwich-wald95_covered``), and per EM standard-error method ``se_{method}``
+        (e.g. ``se_hessian``, ``se_bootstrap``). An SE method that failed leaves its
+        column empty on that fit's rows, and its reason is the diagnostic
+        ``se_error_{method}``.
         Tasks whose simulation failed have one ``'failure'`` row with an empty method.
         Studies with ``truth = "prior"`` add one ``'sbc_rank'`` row per ranked quantity of
         each Bayes fit: ``value`` is the rank, ``sbc_n_draws`` the number of kept draws
@@ -111,6 +115,14 @@ def tidy_results(store: StudyStore) -> pd.DataFrame:
         )
         wide.columns = [f"{column}_{bound}" for bound, column in wide.columns]
         wide = wide[sorted(wide.columns)].reset_index().rename(columns={"parameter": "name"})
+        estimates = estimates.merge(wide, on=[*_KEY, "method", "name"], how="left")
+    errors = store.table("standard_errors")
+    if len(errors):
+        wide = errors.pivot_table(
+            index=[*_KEY, "method", "parameter"], columns="se_method", values="se", aggfunc="first"
+        )
+        wide.columns = [f"se_{se_method}" for se_method in wide.columns]
+        wide = wide.reset_index().rename(columns={"parameter": "name"})
         estimates = estimates.merge(wide, on=[*_KEY, "method", "name"], how="left")
 
     diagnostics = store.table("diagnostics").rename(columns={"key": "name"})

@@ -29,7 +29,8 @@ __all__ = [
     "truth_seed",
 ]
 
-_STREAMS = ("simulate", "em", "bayes", "advi")
+# Appending a stream leaves the others as they were: stream i is spawn key (i,).
+_STREAMS = ("simulate", "em", "bayes", "advi", "bootstrap")
 
 
 def task_seed(study_seed: int, condition_id: int, replication: int) -> int:
@@ -72,12 +73,15 @@ class TaskStreams(NamedTuple):
         Draws the truth and the data.
     em, bayes, advi : int
         Seeds (32-bit) for each method's ``random_state`` / ``random_seed``.
+    bootstrap : int
+        Seed (32-bit) of the EM bootstrap's draws.
     """
 
     simulate: np.random.Generator
     em: int
     bayes: int
     advi: int
+    bootstrap: int
 
 
 def task_streams(seed: int) -> TaskStreams:
@@ -94,8 +98,8 @@ def task_streams(seed: int) -> TaskStreams:
     """
     children = [np.random.SeedSequence(seed, spawn_key=(i,)) for i in range(len(_STREAMS))]
     simulate = np.random.default_rng(children[0])
-    em, bayes, advi = (int(c.generate_state(1, np.uint32)[0]) for c in children[1:])
-    return TaskStreams(simulate=simulate, em=em, bayes=bayes, advi=advi)
+    em, bayes, advi, bootstrap = (int(c.generate_state(1, np.uint32)[0]) for c in children[1:])
+    return TaskStreams(simulate=simulate, em=em, bayes=bayes, advi=advi, bootstrap=bootstrap)
 
 
 class PriorTruth(NamedTuple):

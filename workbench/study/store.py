@@ -54,7 +54,7 @@ Tables
     refuses to write here); ``created_at`` / ``updated_at`` (ISO 8601 UTC); ``versions``
     (JSON: python, workbench, numpy, scipy, scikit-learn, pymc, pytensor, arviz, nutpie,
     numpyro, xarray, dask, distributed - as installed in the main process);
-    ``schema_version``.
+    ``schema_version`` (a store of another version is refused, see :data:`SCHEMA_VERSION`).
 ``conditions``
     ``condition_id INTEGER PRIMARY KEY, label TEXT, scenario TEXT`` - one row per condition
     of the design. ``label`` is ``Scenario.label()``; ``scenario`` is ``Scenario.to_dict()``
@@ -85,16 +85,34 @@ Tables
     for Bayesian methods and NULL for EM.
 ``intervals``
     ``condition_id, replication, method, parameter, interval, level, lower, upper, covered`` -
-    credible intervals of Bayesian fits. ``interval`` is the interval kind (``central`` or
-    ``hdi``), ``level`` e.g. 0.95 (from ``[output] levels``), ``covered`` is 1 when the
-    interval contains the truth, else 0.
+    credible intervals of Bayesian fits and confidence intervals of EM fits, aligned to the
+    truth like the estimates. ``level`` is e.g. 0.95 (every level of ``[output] levels``),
+    ``covered`` is 1 when the interval contains the truth, else 0. ``interval`` names how
+    the interval was made: Bayesian fits ``central`` (equal-tailed) or ``hdi``; EM fits (one
+    name per entry of ``[methods.em] intervals``, see :mod:`workbench.em.inference`)
+    ``hessian-wald``, ``opg-wald``, ``sandwich-wald`` (``estimate +- z se`` from the
+    inverse observed information, the outer product of the scores, or the sandwich),
+    the same with ``-transformed`` appended when ``wald_scale = "transformed"``, and
+    ``nonparametric-bootstrap-percentile`` (or ``parametric-`` / ``weighted-``): the
+    quantiles of the bootstrap draws.
+``standard_errors``
+    ``condition_id, replication, method, parameter, se_method, se`` - standard errors of EM
+    estimates, one row per parameter and SE method of ``[methods.em] intervals``
+    (``hessian``, ``opg``, ``sandwich``, or ``bootstrap``: the SD of the bootstrap draws),
+    aligned to the truth. An SE method that failed (a singular information matrix, a
+    bootstrap draw that kept failing) has no rows here and a diagnostic
+    ``se_error_<se_method>`` with the reason instead; the EM estimate is still stored.
 ``diagnostics``
     ``condition_id, replication, method, key, value`` - per-fit diagnostics; ``value`` keeps
     its SQLite type (REAL, INTEGER or TEXT; booleans are 0/1). Bayesian fits store every
     entry of ``BayesFit.diagnostics``, among them ``max_r_hat``, ``min_ess_bulk``,
     ``min_ess_tail``, ``n_divergences``, ``n_max_treedepth`` (all NULL for ADVI),
     ``label_switching``, ``sampler``, ``started_at_em``, ``sampling_seconds`` and
-    ``compile_seconds``. EM: ``converged``, ``n_iter``, ``lower_bound``, ``n_init``. Any
+    ``compile_seconds``. EM: ``converged``, ``n_iter``, ``lower_bound``, ``n_init``; with
+    intervals also ``inference_seconds`` (SEs and bootstrap), ``se_error_<se_method>``
+    (text: why that SE method is not available) and, with the bootstrap,
+    ``bootstrap_failed_refits`` (refits redrawn) and ``bootstrap_label_mismatches`` (kept
+    draws whose Hungarian matching to the fit is not the identity). Any
     fit may have ``warnings``: the distinct warnings raised during the fit (e.g. EM's
     ConvergenceWarning), joined by `` | ``.
 ``em_traces``
@@ -162,7 +180,7 @@ import pandas as pd
 
 from workbench._platform import exclusive_lock
 from workbench.errors import WorkbenchError
-from workbench.metrics import ParameterEstimate
+from workbench.metrics import ParameterEstimate, StandardError
 from workbench.mixture import MixtureParams
 
 if TYPE_CHECKING:
@@ -196,7 +214,9 @@ DB_NAME = "study.db"
 BACKUP_NAME = DB_NAME + ".bak"
 DRAWS_DIR = "draws"
 LOCK_NAME = ".study.lock"
-SCHEMA_VERSION = 1
+#: 2 added the ``standard_errors`` table. A store of another version is refused with a
+#: clear error: rerun the study with ``--overwrite`` or ``--output NEW_FOLDER``.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS study (
@@ -263,6 +283,15 @@ CREATE TABLE IF NOT EXISTS intervals (
     upper REAL,
     covered INTEGER,
     PRIMARY KEY (condition_id, replication, method, parameter, interval, level)
+);
+CREATE TABLE IF NOT EXISTS standard_errors (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    parameter TEXT NOT NULL,
+    se_method TEXT NOT NULL,
+    se REAL,
+    PRIMARY KEY (condition_id, replication, method, parameter, se_method)
 );
 CREATE TABLE IF NOT EXISTS diagnostics (
     condition_id INTEGER NOT NULL,
@@ -347,6 +376,7 @@ TASK_TABLES: tuple[str, ...] = (
     "metrics",
     "estimates",
     "intervals",
+    "standard_errors",
     "diagnostics",
     "em_traces",
     "params",
@@ -551,6 +581,13 @@ class EMDiagnostics(TypedDict, total=False):
     lower_bound: float
     n_init: int
     warnings: str
+    inference_seconds: float
+    se_error_hessian: str
+    se_error_opg: str
+    se_error_sandwich: str
+    se_error_bootstrap: str
+    bootstrap_failed_refits: int
+    bootstrap_label_mismatches: int
 
 
 @dataclass
@@ -568,6 +605,8 @@ class FitRecord:
     metrics : dict of str to float
     estimates : list of ParameterEstimate
         One per scalar parameter, aligned to the truth, each with its intervals.
+    standard_errors : list of StandardError
+        EM standard errors per SE method, aligned to the truth.
     diagnostics : EMDiagnostics or BayesDiagnostics
     em_trace : ndarray of shape (n_iter,) or None
         EM lower bound per iteration.
@@ -590,6 +629,7 @@ class FitRecord:
     fit_seconds: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     estimates: list[ParameterEstimate] = field(default_factory=list)
+    standard_errors: list[StandardError] = field(default_factory=list)
     diagnostics: EMDiagnostics | BayesDiagnostics = field(default_factory=dict)  # type: ignore[assignment]
     em_trace: np.ndarray | None = None
     em_history: EMHistory | None = None
@@ -724,6 +764,14 @@ class StudyStore:
         if not self.path.is_file():
             raise StoreError(f"no study results in {self.directory}: {self.path} is missing")
         self._conn = self._connect(self.path)
+        version = self.metadata().get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            self._conn.close()
+            raise StoreError(
+                f"the results in {self.directory} were written by another version of "
+                f"workbench (store schema {version}, this one reads {SCHEMA_VERSION}); run "
+                "the study again with --overwrite, or into a new --output folder"
+            )
         # stores written before the calibration tables existed get them, empty
         with self._guard("adding the calibration tables"):
             self._conn.executescript(_CALIBRATION_SCHEMA)
@@ -1093,6 +1141,10 @@ class StudyStore:
                 for e in fit.estimates
                 for iv in e.intervals
             ],
+        )
+        conn.executemany(
+            "INSERT INTO standard_errors VALUES (?, ?, ?, ?, ?, ?)",
+            [(*key, m, e.parameter, e.method, _real(e.se)) for e in fit.standard_errors],
         )
         conn.executemany(
             "INSERT INTO diagnostics VALUES (?, ?, ?, ?, ?)",

@@ -29,6 +29,7 @@ __all__ = [
     "empirical_se",
     "mean_with_mcse",
     "model_se",
+    "model_se_ratio",
     "mse",
     "proportion",
     "relative_error_model_se",
@@ -157,6 +158,32 @@ def model_se(sds: np.ndarray) -> Measure:
     return Measure(modse, math.sqrt(float(variances.var(ddof=1)) / (4.0 * n * modse**2)))
 
 
+def model_se_ratio(estimates: np.ndarray, truth: np.ndarray | float, sds: np.ndarray) -> Measure:
+    """``ModSE / EmpSE``: 1 when the model-based SEs match the estimates' spread.
+
+    MCSE ``(ModSE / EmpSE) sqrt(Var(sd**2) / (4 n ModSE**4) + 1 / (2 (n - 1)))``, the
+    MCSE of Morris's relative error in ModSE (Table 6) divided by 100.
+
+    Parameters
+    ----------
+    estimates : array-like of shape (n_sim,)
+    truth : float or array-like of shape (n_sim,)
+    sds : array-like of shape (n_sim,)
+        Standard errors (or posterior SDs), one per replication.
+    """
+    empse = empirical_se(estimates, truth).value
+    variances = np.asarray(sds, dtype=float) ** 2
+    n = variances.size
+    if n < 2 or not empse > 0:
+        return Measure(math.nan, math.nan)
+    modse = math.sqrt(float(variances.mean()))
+    ratio = modse / empse
+    mcse = ratio * math.sqrt(
+        float(variances.var(ddof=1)) / (4.0 * n * modse**4) + 1.0 / (2.0 * (n - 1))
+    )
+    return Measure(ratio, mcse)
+
+
 def relative_error_model_se(
     estimates: np.ndarray, truth: np.ndarray | float, sds: np.ndarray
 ) -> Measure:
@@ -170,19 +197,8 @@ def relative_error_model_se(
     truth : float or array-like of shape (n_sim,)
     sds : array-like of shape (n_sim,)
     """
-    empse = empirical_se(estimates, truth).value
-    variances = np.asarray(sds, dtype=float) ** 2
-    n = variances.size
-    if n < 2 or not empse > 0:
-        return Measure(math.nan, math.nan)
-    modse = math.sqrt(float(variances.mean()))
-    ratio = modse / empse
-    mcse = (
-        100.0
-        * ratio
-        * math.sqrt(float(variances.var(ddof=1)) / (4.0 * n * modse**4) + 1.0 / (2.0 * (n - 1)))
-    )
-    return Measure(100.0 * (ratio - 1.0), mcse)
+    ratio, mcse = model_se_ratio(estimates, truth, sds)
+    return Measure(100.0 * (ratio - 1.0), 100.0 * mcse)
 
 
 def relative_precision(errors_a: np.ndarray, errors_b: np.ndarray) -> Measure:

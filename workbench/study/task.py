@@ -23,13 +23,20 @@ import numpy as np
 
 from workbench.align import align_to_reference
 from workbench.bayes import fit_bayes
-from workbench.em import EMHistory, GaussianMixture
+from workbench.em import (
+    ConfidenceIntervals,
+    EMHistory,
+    GaussianMixture,
+    bootstrap,
+    standard_errors,
+    wald_intervals,
+)
 from workbench.metrics import score_point_estimate, score_posterior
 from workbench.mixture import MixtureParams, to_full_covariances
 from workbench.simulate import Dataset, Scenario
 from workbench.study.config import AdviOptions, BayesOptions, EMOptions
 from workbench.study.seeds import PriorTruth, draw_dataset, task_streams
-from workbench.study.store import FitRecord, TaskRecord
+from workbench.study.store import EMDiagnostics, FitRecord, TaskRecord
 
 if TYPE_CHECKING:
     from workbench.bayes.calibration import OrderedInterval, SBCRanks
@@ -120,7 +127,10 @@ def run_task(spec: TaskSpec) -> TaskRecord:
         for name, options in spec.methods.items():
             seed = getattr(streams, name)
             if isinstance(options, EMOptions):
-                fit = _guarded(name, partial(_fit_em, dataset, options, seed, spec.keep))
+                fit = _guarded(
+                    name,
+                    partial(_fit_em, dataset, options, seed, spec, streams.bootstrap),
+                )
                 if fit.status == "ok":
                     # the EM estimate (components in the truth's order) starts and
                     # relabels the Bayesian fits, so their draws line up with the truth too
@@ -209,7 +219,10 @@ def _aligned(estimate: MixtureParams, truth: MixtureParams) -> MixtureParams:
     return estimate.permuted(align_to_reference(estimate, truth))
 
 
-def _fit_em(dataset: Dataset, options: EMOptions, seed: int, keep: bool) -> FitRecord:
+def _fit_em(
+    dataset: Dataset, options: EMOptions, seed: int, spec: TaskSpec, bootstrap_seed: int
+) -> FitRecord:
+    keep = spec.keep
     model = GaussianMixture(
         n_components=dataset.truth.n_components,
         covariance_type=options.covariance_type,
@@ -225,19 +238,31 @@ def _fit_em(dataset: Dataset, options: EMOptions, seed: int, keep: bool) -> FitR
     model.fit(dataset.X_train)
     seconds = time.perf_counter() - start
     estimate = model.to_params()
-    score = score_point_estimate(dataset, estimate, method="em", fit_seconds=seconds)
+    diagnostics: EMDiagnostics = {
+        "converged": bool(model.converged_),
+        "n_iter": int(model.n_iter_),
+        "lower_bound": float(model.lower_bound_),
+        "n_init": options.n_init,
+    }
+    inference = _em_inference(model, dataset.X_train, options, spec.levels, bootstrap_seed)
+    if options.intervals:
+        diagnostics.update(inference.diagnostics)
+    score = score_point_estimate(
+        dataset,
+        estimate,
+        method="em",
+        fit_seconds=seconds,
+        intervals=inference.intervals,
+        standard_errors=inference.standard_errors,
+    )
     return FitRecord(
         method="em",
         status="ok",
         fit_seconds=seconds,
         metrics=dict(score.metrics),
         estimates=list(score.estimates),
-        diagnostics={
-            "converged": bool(model.converged_),
-            "n_iter": int(model.n_iter_),
-            "lower_bound": float(model.lower_bound_),
-            "n_init": options.n_init,
-        },
+        standard_errors=list(score.standard_errors),
+        diagnostics=diagnostics,
         em_trace=np.asarray(model.lower_bounds_, dtype=float),
         em_history=(
             _dense_history(model.history_, options.covariance_type)
@@ -246,6 +271,68 @@ def _fit_em(dataset: Dataset, options: EMOptions, seed: int, keep: bool) -> FitR
         ),
         params=_aligned(estimate, dataset.truth),
     )
+
+
+@dataclass(frozen=True)
+class _EMInference:
+    """Standard errors and confidence intervals of one EM fit, in the fit's component order.
+
+    Attributes
+    ----------
+    intervals : list of ConfidenceIntervals
+        One per interval method and level.
+    standard_errors : dict of str to ndarray of shape (M,)
+        Per SE method that succeeded (``'bootstrap'``: SD of the draws).
+    diagnostics : EMDiagnostics
+        ``inference_seconds``, ``se_error_<method>`` for each method that failed, and the
+        bootstrap's counts of redrawn refits and label mismatches.
+    """
+
+    intervals: list[ConfidenceIntervals]
+    standard_errors: dict[str, np.ndarray]
+    diagnostics: EMDiagnostics
+
+
+def _em_inference(
+    model: GaussianMixture,
+    X: np.ndarray,
+    options: EMOptions,
+    levels: tuple[float, ...],
+    bootstrap_seed: int,
+) -> _EMInference:
+    """The study's ``[methods.em] intervals`` for a fitted model.
+
+    A method that cannot be computed (``ValueError``: a singular information matrix, a
+    collapsed component, a bootstrap draw that failed ``max_redraws + 1`` times) is recorded
+    as ``se_error_<method>`` with its message; the other methods and the estimate stand.
+    """
+    start = time.perf_counter()
+    intervals: list[ConfidenceIntervals] = []
+    ses: dict[str, np.ndarray] = {}
+    diagnostics: EMDiagnostics = {}
+    for se_method in options.se_methods:
+        try:
+            errors = standard_errors(model, X, method=se_method)
+        except ValueError as exc:
+            diagnostics[f"se_error_{se_method}"] = str(exc)  # type: ignore[literal-required]
+            continue
+        ses[se_method] = errors.se
+        intervals += [wald_intervals(errors, level=lv, scale=options.wald_scale) for lv in levels]
+    if "bootstrap" in options.intervals:
+        try:
+            # one core: the study's workers already use the machine
+            draws = bootstrap(
+                model, X, kind=options.bootstrap, n_boot=options.n_boot, rng=bootstrap_seed
+            )
+        except ValueError as exc:
+            diagnostics["se_error_bootstrap"] = str(exc)
+        else:
+            ses["bootstrap"] = draws.se
+            intervals += [draws.interval(lv, method="percentile") for lv in levels]
+            diagnostics["bootstrap_failed_refits"] = draws.n_failed
+            diagnostics["bootstrap_label_mismatches"] = draws.n_label_mismatches
+    diagnostics["inference_seconds"] = time.perf_counter() - start
+    return _EMInference(intervals, ses, diagnostics)
 
 
 def _dense_history(history: EMHistory, covariance_type: str) -> EMHistory:
