@@ -99,6 +99,7 @@ def task_specs(
                     levels=config.output.levels,
                     keep=keep == "all" or (keep == "first" and replication == 0),
                     chain_cores=chain_cores,
+                    selection=config.selection,
                 )
             )
     return specs

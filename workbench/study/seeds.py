@@ -20,7 +20,8 @@ from workbench.simulate import Dataset, Scenario, simulate
 
 __all__ = ["TaskStreams", "regenerate_dataset", "task_seed", "task_streams", "truth_seed"]
 
-_STREAMS = ("simulate", "em", "bayes", "advi")
+# New streams are appended, so adding one never changes the seeds of the others.
+_STREAMS = ("simulate", "em", "bayes", "advi", "selection")
 
 
 def task_seed(study_seed: int, condition_id: int, replication: int) -> int:
@@ -63,12 +64,15 @@ class TaskStreams(NamedTuple):
         Draws the truth and the data.
     em, bayes, advi : int
         Seeds (32-bit) for each method's ``random_state`` / ``random_seed``.
+    selection : int
+        Seed (32-bit) of the ``[selection]`` step (its EM grid, per-K and sparse fits).
     """
 
     simulate: np.random.Generator
     em: int
     bayes: int
     advi: int
+    selection: int
 
 
 def task_streams(seed: int) -> TaskStreams:
@@ -85,8 +89,8 @@ def task_streams(seed: int) -> TaskStreams:
     """
     children = [np.random.SeedSequence(seed, spawn_key=(i,)) for i in range(len(_STREAMS))]
     simulate = np.random.default_rng(children[0])
-    em, bayes, advi = (int(c.generate_state(1, np.uint32)[0]) for c in children[1:])
-    return TaskStreams(simulate=simulate, em=em, bayes=bayes, advi=advi)
+    em, bayes, advi, selection = (int(c.generate_state(1, np.uint32)[0]) for c in children[1:])
+    return TaskStreams(simulate=simulate, em=em, bayes=bayes, advi=advi, selection=selection)
 
 
 def regenerate_dataset(scenario: Scenario, seed: int) -> Dataset:

@@ -108,6 +108,35 @@ Tables
     ``condition_id, replication, method, path`` - for kept Bayesian fits: the NetCDF file of
     the posterior draws, relative to the output folder. Read it with
     ``StudyStore.load_draws``.
+
+Studies with a ``[selection]`` table (choosing K) also fill these three tables; every task
+of such a study writes them (no rows when its simulation failed):
+
+``selection_scores``
+    ``condition_id, replication, method, n_components, covariance_type, criterion, value`` -
+    the per-K scores. ``method = 'em'`` (one row per K, covariance type and criterion):
+    ``loglik``, ``n_parameters``, ``bic``, ``icl``, ``aic`` (lower is better, scikit-learn's
+    sign; mclust's BIC is ``-bic``), ``converged`` (0/1), ``fit_seconds``.
+    ``method = 'bayes'`` (PSIS-LOO of the MCMC fit at each K; ``covariance_type`` is the
+    Bayesian model's): ``elpd_loo``, ``se``, ``p_loo``, ``n_high_pareto_k`` (observations
+    with Pareto k above ``pareto_k_threshold``, never dropped), ``pareto_k_threshold``,
+    ``elpd_diff`` and ``dse`` (against the best K), ``stacking_weight``, ``max_r_hat``,
+    ``n_divergences``, ``fit_seconds``. ``method = 'sparse'`` (the overfitted mixture with K_max
+    components): one ``posterior`` row per count k in ``1..K_max`` (``n_components`` = k,
+    the share of draws with k non-empty components), plus ``fit_seconds`` and
+    ``n_divergences`` at ``n_components = K_max``.
+``selection_choices``
+    ``condition_id, replication, criterion, chosen_k, covariance_type, true_k, outcome`` -
+    one row per criterion that could choose: ``bic``, ``icl``, ``aic`` (EM), ``loo`` (largest
+    elpd), ``loo_stacking`` (largest stacking weight), ``sparse`` (posterior mode of the
+    non-empty count). ``covariance_type`` is the chosen model's (NULL for ``sparse``);
+    ``outcome`` is ``'under'``, ``'correct'`` or ``'over'`` (``chosen_k`` against
+    ``true_k``). A criterion whose fits all failed has no row here.
+``selection_failures``
+    ``condition_id, replication, method, n_components, covariance_type, error`` - a K whose
+    fit failed (every EM start, or the MCMC fit), recorded while the other K go on;
+    ``n_components`` is NULL when a whole method of the step failed (e.g. fewer than two
+    Bayesian fits left to compare, or the sparse fit).
 """
 
 from __future__ import annotations
@@ -123,7 +152,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, cast
 
 import numpy as np
 import pandas as pd
@@ -142,6 +171,10 @@ __all__ = [
     "DB_NAME",
     "EMDiagnostics",
     "FitRecord",
+    "SelectionChoice",
+    "SelectionFailure",
+    "SelectionRecord",
+    "SelectionScore",
     "StoreError",
     "StoreMismatchError",
     "StudyStore",
@@ -265,6 +298,34 @@ CREATE TABLE IF NOT EXISTS draws (
     path TEXT NOT NULL,
     PRIMARY KEY (condition_id, replication, method)
 );
+CREATE TABLE IF NOT EXISTS selection_scores (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    n_components INTEGER NOT NULL,
+    covariance_type TEXT NOT NULL,
+    criterion TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (condition_id, replication, method, n_components, covariance_type, criterion)
+);
+CREATE TABLE IF NOT EXISTS selection_choices (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    criterion TEXT NOT NULL,
+    chosen_k INTEGER NOT NULL,
+    covariance_type TEXT,
+    true_k INTEGER NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('under', 'correct', 'over')),
+    PRIMARY KEY (condition_id, replication, criterion)
+);
+CREATE TABLE IF NOT EXISTS selection_failures (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    n_components INTEGER,
+    covariance_type TEXT,
+    error TEXT NOT NULL
+);
 """
 
 #: Tables keyed by task, in the order a task's rows are written.
@@ -280,6 +341,9 @@ TASK_TABLES: tuple[str, ...] = (
     "datasets",
     "em_history",
     "draws",
+    "selection_scores",
+    "selection_choices",
+    "selection_failures",
 )
 
 _VERSIONED_PACKAGES = (
@@ -356,6 +420,51 @@ class FitRecord:
     draws: Any = None
 
 
+class SelectionScore(NamedTuple):
+    """One per-K score of the ``[selection]`` step (a ``selection_scores`` row)."""
+
+    method: str
+    n_components: int
+    covariance_type: str
+    criterion: str
+    value: float
+
+
+class SelectionChoice(NamedTuple):
+    """One criterion's choice of K (a ``selection_choices`` row)."""
+
+    criterion: str
+    chosen_k: int
+    covariance_type: str | None
+    true_k: int
+    outcome: str
+
+
+class SelectionFailure(NamedTuple):
+    """A failed K (or a failed method when ``n_components`` is None)."""
+
+    method: str
+    n_components: int | None
+    covariance_type: str | None
+    error: str
+
+
+@dataclass
+class SelectionRecord:
+    """What the ``[selection]`` step of one task stores (see the module docstring).
+
+    Attributes
+    ----------
+    scores : list of SelectionScore
+    choices : list of SelectionChoice
+    failures : list of SelectionFailure
+    """
+
+    scores: list[SelectionScore] = field(default_factory=list)
+    choices: list[SelectionChoice] = field(default_factory=list)
+    failures: list[SelectionFailure] = field(default_factory=list)
+
+
 @dataclass
 class TaskRecord:
     """Everything stored about one finished task (a condition x replication).
@@ -380,6 +489,8 @@ class TaskRecord:
         ``y_train``).
     kept : bool
     fits : list of FitRecord
+    selection : SelectionRecord or None
+        The ``[selection]`` step's results, when the study chooses K.
     """
 
     condition_id: int
@@ -397,6 +508,7 @@ class TaskRecord:
     dataset: Dataset | None = None
     kept: bool = False
     fits: list[FitRecord] = field(default_factory=list)
+    selection: SelectionRecord | None = None
 
     @property
     def n_errors(self) -> int:
@@ -711,6 +823,8 @@ class StudyStore:
                 conn.execute("INSERT INTO datasets VALUES (?, ?, ?)", (*key, _npz(data)))
             for fit in record.fits:
                 self._insert_fit(key, fit)
+            if record.selection is not None:
+                self._insert_selection(key, record.selection)
             conn.executemany("INSERT INTO draws VALUES (?, ?, ?, ?)", draw_rows)
             conn.execute("COMMIT")
         except BaseException:
@@ -770,6 +884,37 @@ class StudyStore:
                 "INSERT INTO em_history VALUES (?, ?, ?, ?)",
                 (*key, m, _npz(fit.em_history._asdict())),
             )
+
+    def _insert_selection(self, key: tuple[int, int], selection: SelectionRecord) -> None:
+        conn = self._conn
+        conn.executemany(
+            "INSERT INTO selection_scores VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    *key,
+                    s.method,
+                    int(s.n_components),
+                    s.covariance_type,
+                    s.criterion,
+                    _real(s.value),
+                )
+                for s in selection.scores
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO selection_choices VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (*key, c.criterion, int(c.chosen_k), c.covariance_type, int(c.true_k), c.outcome)
+                for c in selection.choices
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO selection_failures VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (*key, f.method, f.n_components, f.covariance_type, f.error)
+                for f in selection.failures
+            ],
+        )
 
     def delete_tasks(self, keys: Sequence[tuple[int, int]]) -> None:
         """Remove every row of the given tasks (used to rerun failed tasks)."""

@@ -26,7 +26,8 @@ from workbench.em import EMHistory, GaussianMixture
 from workbench.metrics import score_point_estimate, score_posterior
 from workbench.mixture import MixtureParams, to_full_covariances
 from workbench.simulate import Dataset, Scenario, simulate
-from workbench.study.config import AdviOptions, BayesOptions, EMOptions
+from workbench.study.choose_k import run_selection
+from workbench.study.config import AdviOptions, BayesOptions, EMOptions, SelectionOptions
 from workbench.study.seeds import task_streams
 from workbench.study.store import FitRecord, TaskRecord
 
@@ -52,6 +53,8 @@ class TaskSpec:
         Chains sampled in parallel within the task; None lets the sampler use every CPU
         (right when tasks run one at a time), 1 avoids oversubscribing a pool of workers.
         Results do not depend on it.
+    selection : SelectionOptions or None
+        The study's ``[selection]`` table: also fit a range of K and score each criterion.
     """
 
     condition_id: int
@@ -62,6 +65,7 @@ class TaskSpec:
     levels: tuple[float, ...]
     keep: bool
     chain_cores: int | None = None
+    selection: SelectionOptions | None = None
 
 
 def _now() -> str:
@@ -126,9 +130,32 @@ def run_task(spec: TaskSpec) -> TaskRecord:
                 record.status = "failed"
                 record.error = f"{name} fit failed: {fit.error}"
                 record.traceback = fit.traceback
+        if spec.selection is not None:
+            _select(dataset, spec, streams.selection, record)
     record.finished_at = _now()
     record.seconds = time.perf_counter() - start
     return record
+
+
+def _select(dataset: Dataset, spec: TaskSpec, seed: int, record: TaskRecord) -> None:
+    """The ``[selection]`` step. Failed K are recorded inside it; only a bug of ours raises,
+    and that fails the task (with its traceback) without losing the fits above."""
+    assert spec.selection is not None
+    bayes = spec.methods.get("bayes")
+    try:
+        record.selection = run_selection(
+            dataset,
+            spec.selection,
+            bayes=bayes if isinstance(bayes, BayesOptions) else BayesOptions(),
+            seed=seed,
+            replication=spec.replication,
+            chain_cores=spec.chain_cores,
+        )
+    except Exception as exc:
+        if record.status == "ok":
+            record.status = "failed"
+            record.error = f"selection failed: {type(exc).__name__}: {exc}"
+            record.traceback = traceback.format_exc()
 
 
 def _guarded(name: str, fit: Callable[[], FitRecord]) -> FitRecord:
