@@ -26,7 +26,7 @@ import numpy as np
 
 from workbench.selection import select_components
 from workbench.simulate import Dataset
-from workbench.study.config import BayesOptions, SelectionOptions
+from workbench.study.config import BayesOptions, EMOptions, SelectionOptions
 from workbench.study.store import (
     SelectionChoice,
     SelectionFailure,
@@ -70,6 +70,7 @@ def run_selection(
     dataset: Dataset,
     options: SelectionOptions,
     *,
+    em: EMOptions,
     bayes: BayesOptions,
     seed: int,
     replication: int,
@@ -82,6 +83,9 @@ def run_selection(
     dataset : Dataset
         ``X_train`` of shape (n_train, n_features); ``truth.n_components`` is the true K.
     options : SelectionOptions
+    em : EMOptions
+        ``init``, ``tol``, ``max_iter`` and ``reg_covar`` of the EM fits (``[methods.em]``,
+        or its defaults); the starts and covariance types come from ``options``.
     bayes : BayesOptions
         Sampler settings and priors of the per-K and sparse Bayesian fits.
     seed : int
@@ -117,6 +121,10 @@ def run_selection(
             criteria=options.criteria,
             n_init=options.n_init,
             random_state=_seed(seed, 0),
+            init_params=em.init,
+            tol=em.tol,
+            reg_covar=em.reg_covar,
+            max_iter=em.max_iter,
             on_collapse="raise",
         )
     except ValueError as exc:

@@ -202,7 +202,8 @@ class SelectionOptions:
     criteria : tuple of {'bic', 'icl', 'aic'}
         EM criteria whose choice is scored.
     n_init : int >= 1
-        EM starts per (K, covariance type).
+        EM starts per (K, covariance type); ``init``, ``tol``, ``max_iter`` and
+        ``reg_covar`` are ``[methods.em]``'s (its defaults without that table).
     bayes : bool
         Also fit the Bayesian mixture at every K and choose by PSIS-LOO (largest elpd) and
         by stacking weight. The fits use ``[methods.bayes]``'s sampler, chains, draws,

@@ -88,9 +88,11 @@ def tidy_results(store: StudyStore) -> pd.DataFrame:
 
         Studies with ``[selection]`` add ``'selection_score'`` rows (``method`` ``em``,
         ``bayes`` or ``sparse``, ``name`` the criterion, ``kind`` the covariance type,
-        ``fitted_k`` the K of the fit (``n_components`` is the scenario's true K), ``value``), ``'selection_choice'`` rows (``name`` the criterion,
-        ``chosen_k``, ``true_k``, ``outcome``, ``kind`` the chosen covariance type) and
-        ``'selection_failure'`` rows (``name`` the error, ``fitted_k``); their ``fit_status`` is empty.
+        ``fitted_k`` the K of the fit (``n_components`` is the scenario's true K),
+        ``value``), ``'selection_choice'`` rows (``name`` the criterion, ``chosen_k``,
+        ``true_k``, ``outcome``, ``kind`` the chosen covariance type) and
+        ``'selection_failure'`` rows (``name`` the error, ``fitted_k``); their
+        ``fit_status`` is empty.
     """
     tasks = store.table("tasks")[[*_KEY, "seed", "status", "error"]]
     fits = store.table("fits")[[*_KEY, "method", "status", "error"]].rename(

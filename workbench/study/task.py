@@ -141,11 +141,12 @@ def _select(dataset: Dataset, spec: TaskSpec, seed: int, record: TaskRecord) -> 
     """The ``[selection]`` step. Failed K are recorded inside it; only a bug of ours raises,
     and that fails the task (with its traceback) without losing the fits above."""
     assert spec.selection is not None
-    bayes = spec.methods.get("bayes")
+    em, bayes = spec.methods.get("em"), spec.methods.get("bayes")
     try:
         record.selection = run_selection(
             dataset,
             spec.selection,
+            em=em if isinstance(em, EMOptions) else EMOptions(),
             bayes=bayes if isinstance(bayes, BayesOptions) else BayesOptions(),
             seed=seed,
             replication=spec.replication,
