@@ -237,8 +237,7 @@ def _loo_part(
             "fit_seconds": seconds[k],
         }
         record.scores.extend(
-            SelectionScore("bayes", k, cov, name, float(v))  # type: ignore[arg-type]
-            for name, v in values.items()
+            SelectionScore("bayes", k, cov, name, float(v)) for name, v in values.items()
         )
     choose("loo", comparison.choice, cov)
     choose("loo_stacking", comparison.stacking_choice, cov)
