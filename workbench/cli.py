@@ -58,6 +58,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _components(text: str) -> tuple[int, ...]:
+    """``"3"`` -> ``(3,)``; ``"1-6"`` -> ``(1, ..., 6)``: one K or a range of K to choose from."""
+    low, dash, high = text.partition("-")
+    if not low.strip().isdigit() or (dash and not high.strip().isdigit()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not K or a range LOW-HIGH; give integers >= 1, e.g. 3 or 1-6"
+        )
+    first, last = int(low), int(high) if dash else int(low)
+    if first < 1 or last < first:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; give K >= 1 or a range LOW-HIGH with 1 <= LOW <= HIGH"
+        )
+    return tuple(range(first, last + 1))
+
+
 def _open_store(study: str) -> StudyStore:
     return StudyStore(stored_study_directory(study))
 
@@ -203,15 +218,38 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from workbench.realdata import DataError, fit_data, format_fit, read_data_csv
 
     X = read_data_csv(args.data)
-    if args.components > len(X):
+    components = args.components
+    if components[-1] > len(X):
         raise DataError(
-            f"{args.data}: --components {args.components} is more than the "
+            f"{args.data}: --components {components[-1]} is more than the "
             f"{len(X)} observations; use at most {len(X)}"
         )
+    k, covariance_type = components[0], args.covariance_type
+    if len(components) > 1:
+        from workbench.realdata.choose import choose_components, format_choice
+
+        choice = choose_components(
+            X,
+            components,
+            covariance_type=args.covariance_type,
+            n_init=args.n_init,
+            loo=not args.no_loo,
+            sparse=args.sparse,
+            sampler=args.sampler,
+            chains=args.chains,
+            draws=args.draws,
+            tune=args.tune,
+            seed=args.seed,
+        )
+        print(format_choice(choice))
+        # BIC picks the model that is then fitted as for a single K
+        bic = choice.em.choices["bic"]
+        k, covariance_type = bic.n_components, bic.covariance_type
+        print(f"\nfitting the BIC choice: K = {k}, {covariance_type}\n")
     result = fit_data(
         X,
-        args.components,
-        covariance_type=args.covariance_type,
+        k,
+        covariance_type=covariance_type,
         n_init=args.n_init,
         sampler=args.sampler,
         chains=args.chains,
@@ -309,7 +347,23 @@ def _parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fit EM and the Bayesian mixture to a CSV of real data")
     fit.add_argument("data", metavar="DATA.csv", help="numeric CSV, one row per observation")
-    fit.add_argument("--components", "-k", type=_positive_int, required=True, metavar="K")
+    fit.add_argument(
+        "--components",
+        "-k",
+        type=_components,
+        required=True,
+        metavar="K",
+        help="K, or a range such as 1-6: print BIC/ICL by covariance type and K, PSIS-LOO "
+        "per K and each criterion's choice, then fit the BIC choice",
+    )
+    fit.add_argument(
+        "--no-loo", action="store_true", help="with a range: skip the Bayesian fit at every K"
+    )
+    fit.add_argument(
+        "--sparse",
+        action="store_true",
+        help="with a range: also fit the sparse overfitted mixture (slow)",
+    )
     fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
     fit.add_argument(
         "--n-init", type=_positive_int, default=WORKBENCH_N_INIT, metavar="N", help="EM starts"

@@ -31,3 +31,6 @@ DEFAULT_TUNE = 1000
 #: ADVI: draws taken from the fitted approximation, and optimisation steps.
 ADVI_DRAWS = 1000
 ADVI_STEPS = 10_000
+#: Dirichlet concentration of the sparse overfitted mixture (:mod:`workbench.bayes.sparse`):
+#: small enough that superfluous components empty (Malsiner-Walli et al. 2016 use 0.01).
+SPARSE_CONCENTRATION = 0.01

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from workbench.bayes.model import BayesPriors
+from workbench.bayes.options import SPARSE_CONCENTRATION
 from workbench.bayes.sampling import BayesFit, fit_bayes
 from workbench.mixture import MixtureParams, responsibilities
 
@@ -36,8 +37,6 @@ __all__ = [
     "fit_sparse_mixture",
     "occupied_counts",
 ]
-
-SPARSE_CONCENTRATION = 0.01
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +199,9 @@ class _Report:
         interval_tables = self._interval_tables()
         diagnostics_tables = self._diagnostics()
         selection = self._selection(selected)
+        choose_k = self._choose_k(selection)
         return {
+            "choose_k": choose_k,
             "study": self._study_summary(),
             "flagged": _Table(
                 "Flagged fits",
@@ -422,6 +424,114 @@ class _Report:
             "n_coverage_off": n_off,
             "n_coverage": len(coverage),
         }
+
+    # ------------------------------------------------------------------ choosing K
+    def _choose_k(self, selected: Sequence[tuple[int, int]]) -> dict[str, Any] | None:
+        """The "Choosing K" section, for studies with a ``[selection]`` table."""
+        if self.config.get("selection") is None:
+            return None
+        choices = self.store.table("selection_choices")
+        scores = self.store.table("selection_scores")
+        failures = self.store.table("selection_failures")
+        accuracy = tables.selection_accuracy(choices, self.conditions)
+        distribution = tables.chosen_k_distribution(choices, self.conditions)
+        pareto = tables.pareto_k_warnings(scores, self.conditions)
+        self._csv(accuracy, "selection_accuracy")
+        self._csv(distribution, "selection_chosen_k")
+        self._csv(pareto, "selection_pareto_k")
+        self._csv(failures, "selection_failures")
+        result: dict[str, Any] = {
+            "accuracy": _Table(
+                "Share of replications choosing the true K",
+                tables.selection_display(accuracy),
+                "tables/selection_accuracy.csv",
+                "Each share is over the replications in which the criterion chose, with its "
+                "Monte Carlo SE sqrt(p (1 - p) / n) in brackets.",
+            ),
+            "distribution": _Table(
+                "Chosen K (replications)",
+                distribution.drop(columns="condition_id"),
+                "tables/selection_chosen_k.csv",
+            ),
+            "pareto": _Table(
+                "Bayesian fits with high Pareto k",
+                pareto.drop(columns="condition_id"),
+                "tables/selection_pareto_k.csv",
+            ),
+            "n_pareto_fits": len(pareto),
+            "n_pareto_points": int(pareto["n_high_pareto_k"].sum()) if len(pareto) else 0,
+            "n_bayes_fits": int(
+                scores[(scores["method"] == "bayes") & (scores["criterion"] == "elpd_loo")].shape[0]
+            ),
+            "failures": _Table(
+                "Failed K",
+                failures.drop(columns="condition_id").assign(
+                    error=failures["error"].map(lambda e: str(e).splitlines()[0][:120])
+                ),
+                "tables/selection_failures.csv",
+            ),
+            "figures": [],
+        }
+        factors = self._varying_factors()
+        if factors and len(accuracy):
+            scenario = pd.DataFrame(
+                [
+                    {"condition_id": c, **s}
+                    for c, s in self.conditions[["condition_id", "scenario"]].itertuples(
+                        index=False
+                    )
+                ]
+            )
+            joined = accuracy.merge(scenario[["condition_id", *factors]], on="condition_id")
+            x, group = factors[0], (factors[1] if len(factors) > 1 else None)
+            result["figures"].append(
+                self._save(
+                    plots.plot_selection_accuracy(joined, factor=x, group=group),
+                    "selection-accuracy",
+                    f"Share choosing the true K against {x}, per criterion",
+                    f"Share of replications in which each criterion chose the true K, against "
+                    f"{x}" + (f", one line per {group}" if group else "") + ", with ±1.96 MCSE.",
+                )
+            )
+        for condition_id, replication in selected:
+            task = scores[
+                (scores["condition_id"] == condition_id) & (scores["replication"] == replication)
+            ]
+            if task.empty:
+                continue
+            true_k = int(
+                self.conditions.set_index("condition_id").at[condition_id, "scenario"][
+                    "n_components"
+                ]
+            )
+            stem = f"c{condition_id:03d}-r{replication:04d}"
+            result["figures"].append(
+                self._save(
+                    plots.plot_selection_curves(task, true_k=true_k),
+                    f"selection-{stem}",
+                    f"Criteria by K for {self.labels[condition_id]}, replication {replication}",
+                    f"{self.labels[condition_id]}, replication {replication}: BIC and ICL of "
+                    "the EM fit at each K (lower is better)"
+                    + (
+                        "; PSIS-LOO elpd of the Bayesian fit at each K with ±1 SE (higher is "
+                        "better), annotated with the number of observations above the Pareto-k "
+                        "threshold"
+                        if (task["method"] == "bayes").any()
+                        else ""
+                    )
+                    + f". The vertical line is the true K = {true_k}.",
+                )
+            )
+        return result
+
+    def _varying_factors(self) -> list[str]:
+        """Scenario fields that differ between conditions: the one with most levels first
+        (ties: overlap first, then Scenario's field order), so it becomes the x axis."""
+        scenarios = list(self.conditions["scenario"])
+        order = [f.name for f in fields(Scenario) if f.name != "truth_seed"]
+        levels = {k: len({json.dumps(s.get(k)) for s in scenarios}) for k in order}
+        varying = [k for k in order if levels[k] > 1]
+        return sorted(varying, key=lambda k: (-levels[k], k != "overlap", order.index(k)))
 
     # ------------------------------------------------------------------ selected fits
     def _selection(self, selected: Sequence[tuple[int, int]] | None) -> list[tuple[int, int]]:

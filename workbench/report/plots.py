@@ -53,6 +53,8 @@ __all__ = [
     "plot_data_fit",
     "plot_em_trace",
     "plot_posterior_vs_point",
+    "plot_selection_accuracy",
+    "plot_selection_curves",
 ]
 
 ROLES: tuple[str, ...] = ("truth", "em", "bayes", "advi")
@@ -793,3 +795,157 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
             f"the table lacks the columns {missing}; it has {list(frame.columns)} and needs "
             f"{list(columns)}"
         )
+
+
+# ------------------------------------------------------------------ choosing K
+#: One colour and marker per K-selection criterion (Okabe-Ito, as the roles above).
+CRITERION_STYLES: dict[str, dict[str, str]] = {
+    "bic": {"color": "#D55E00", "marker": "o"},
+    "icl": {"color": "#CC79A7", "marker": "s"},
+    "aic": {"color": "#E69F00", "marker": "^"},
+    "loo": {"color": "#0072B2", "marker": "D"},
+    "loo_stacking": {"color": "#56B4E9", "marker": "v"},
+    "sparse": {"color": "#009E73", "marker": "P"},
+}
+
+
+def plot_selection_accuracy(
+    accuracy: pd.DataFrame, *, factor: str, group: str | None = None, z: float = 1.96
+) -> Figure:
+    """Share of replications choosing the true K against a design factor, per criterion.
+
+    One panel per criterion; x is ``factor`` (log scale when every level is positive and
+    they span more than a factor of 10); one line per level of ``group``.
+
+    Parameters
+    ----------
+    accuracy : DataFrame
+        One row per condition and criterion with columns ``criterion``, ``correct``,
+        ``correct_mcse``, ``factor`` and (if given) ``group``, e.g.
+        :func:`workbench.report.tables.selection_accuracy` joined with the scenarios.
+    factor : str
+        The column on the x axis (e.g. ``"overlap"``).
+    group : str, optional
+        A second design factor; one line per level.
+    z : float, default 1.96
+        Error bars span ``correct +- z * correct_mcse``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    needed = ["criterion", "correct", "correct_mcse", factor] + ([group] if group else [])
+    _require_columns(accuracy, needed)
+    criteria = [c for c in CRITERION_STYLES if c in set(accuracy["criterion"])]
+    criteria += sorted(set(accuracy["criterion"]) - set(criteria))
+    fig, axes = plt.subplots(
+        1, len(criteria), figsize=(3.2 * len(criteria), 3.2), sharey=True, layout="constrained"
+    )
+    axes = np.atleast_1d(axes)
+    levels = sorted(accuracy[group].unique()) if group else [None]
+    shades = plt.get_cmap("viridis")(np.linspace(0.0, 0.8, max(len(levels), 1)))
+    x_all = accuracy[factor].astype(float)
+    log_x = bool((x_all > 0).all() and x_all.max() / x_all.min() > 10)
+    for ax, criterion in zip(axes, criteria, strict=True):
+        sub = accuracy[accuracy["criterion"] == criterion]
+        marker = CRITERION_STYLES.get(criterion, {"marker": "o"})["marker"]
+        for level, shade in zip(levels, shades, strict=True):
+            rows = sub if level is None else sub[sub[group] == level]
+            rows = rows.sort_values(factor)
+            ax.errorbar(
+                rows[factor].astype(float),
+                rows["correct"],
+                yerr=z * rows["correct_mcse"],
+                color=shade,
+                marker=marker,
+                capsize=3,
+                label=None if level is None else f"{group} = {level:g}",
+            )
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(criterion.upper() if len(criterion) <= 3 else criterion, fontsize=10)
+        ax.set_xlabel(factor)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("share choosing the true K")
+    if group:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(
+            handles,
+            labels,
+            title=f"error bars: ±{z:g} MCSE",
+            loc="outside lower center",
+            ncols=len(levels),
+            frameon=False,
+        )
+    return fig
+
+
+def plot_selection_curves(scores: pd.DataFrame, *, true_k: int) -> Figure:
+    """The criteria of one replication against K: BIC and ICL (EM), and LOO elpd with SE.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        The ``selection_scores`` rows of one task (``method, n_components,
+        covariance_type, criterion, value``).
+    true_k : int
+        Marked by a vertical line.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel for the EM criteria (lower is better, per covariance type) and, when the
+        task has Bayesian per-K fits, one for PSIS-LOO elpd (higher is better) with ±1 SE
+        bars and the count of high Pareto k at each K.
+    """
+    _require_columns(scores, ["method", "n_components", "covariance_type", "criterion", "value"])
+    em = scores[(scores["method"] == "em") & scores["criterion"].isin(("bic", "icl"))]
+    bayes = scores[scores["method"] == "bayes"]
+    panels = 1 + int(not bayes.empty)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.3), layout="constrained")
+    axes = np.atleast_1d(axes)
+    ax = axes[0]
+    styles = ("-", "--", ":", "-.")
+    for i, (cov, rows) in enumerate(em.groupby("covariance_type", sort=False)):
+        for criterion in ("bic", "icl"):
+            line = rows[rows["criterion"] == criterion].sort_values("n_components")
+            ax.plot(
+                line["n_components"],
+                line["value"],
+                linestyle=styles[i % len(styles)],
+                label=f"{criterion.upper()} ({cov})",
+                **CRITERION_STYLES[criterion],
+            )
+    ax.axvline(true_k, color=ROLE_COLORS["truth"], linewidth=0.8)
+    ax.set_xlabel("K")
+    ax.set_ylabel("criterion (lower is better)")
+    ax.set_title("EM: BIC and ICL", fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    if not bayes.empty:
+        ax = axes[1]
+        wide = bayes.pivot_table(
+            index="n_components", columns="criterion", values="value", aggfunc="first"
+        ).sort_index()
+        ax.errorbar(
+            wide.index,
+            wide["elpd_loo"],
+            yerr=wide["se"],
+            capsize=3,
+            **CRITERION_STYLES["loo"],
+        )
+        for k, high in wide["n_high_pareto_k"].items():
+            if high > 0:
+                ax.annotate(
+                    f"k̂ high: {int(high)}",
+                    (k, wide.at[k, "elpd_loo"]),
+                    textcoords="offset points",
+                    xytext=(0, 8),
+                    ha="center",
+                    fontsize=7,
+                )
+        ax.axvline(true_k, color=ROLE_COLORS["truth"], linewidth=0.8)
+        ax.set_xlabel("K")
+        ax.set_ylabel("PSIS-LOO elpd (higher is better)")
+        ax.set_title("Bayes: elpd ± 1 SE", fontsize=10)
+    return fig

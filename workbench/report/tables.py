@@ -34,6 +34,7 @@ __all__ = [
     "LOGLIK_METRICS",
     "RHAT_MAX",
     "bayes_diagnostics_table",
+    "chosen_k_distribution",
     "column_kinds",
     "coverage_table",
     "display_cell",
@@ -50,8 +51,11 @@ __all__ = [
     "loglik_table",
     "method_rank",
     "metric_differences",
+    "pareto_k_warnings",
     "recovery_display",
     "recovery_table",
+    "selection_accuracy",
+    "selection_display",
     "to_markdown",
 ]
 
@@ -784,3 +788,127 @@ def column_kinds(rows: Sequence[Sequence[str]], n_columns: int) -> list[str]:
         "num" if all(_NUMBER.match(row[j]) for row in rows if row[j]) else "text"
         for j in range(n_columns)
     ]
+
+
+# ------------------------------------------------------------------ choosing K
+#: Outcomes of a chosen K against the truth, in display order (as in workbench.study.choose_k,
+#: which the report must not import: it would pull in the fitting layers).
+SELECTION_OUTCOMES: tuple[str, ...] = ("under", "correct", "over")
+#: Criteria in display order: EM's, then the Bayesian ones.
+SELECTION_CRITERIA_ORDER: tuple[str, ...] = ("bic", "icl", "aic", "loo", "loo_stacking", "sparse")
+
+
+def _criterion_rank(criterion: str) -> tuple[int, str]:
+    order = SELECTION_CRITERIA_ORDER
+    return (order.index(criterion) if criterion in order else len(order), criterion)
+
+
+def selection_accuracy(choices: pd.DataFrame, conditions: pd.DataFrame) -> pd.DataFrame:
+    """Per condition and criterion: the share of replications choosing under, at and over K.
+
+    Parameters
+    ----------
+    choices : DataFrame
+        The store's ``selection_choices`` table (``condition_id, replication, criterion,
+        chosen_k, true_k, outcome``).
+    conditions : DataFrame
+        The store's ``conditions`` (``condition_id, label``).
+
+    Returns
+    -------
+    DataFrame
+        One row per condition and criterion: ``condition_id, condition, criterion, n_sim,
+        correct, correct_mcse, under, under_mcse, over, over_mcse, mean_chosen_k``. Each
+        share is a proportion over the ``n_sim`` replications where the criterion chose,
+        with MCSE ``sqrt(p (1 - p) / n_sim)`` (:func:`workbench.study.summaries.proportion`).
+    """
+    columns = ["condition_id", "criterion", "n_sim"]
+    for name in ("correct", "under", "over"):
+        columns += [name, f"{name}_mcse"]
+    columns.append("mean_chosen_k")
+    rows = []
+    for (condition_id, criterion), group in choices.groupby(["condition_id", "criterion"]):
+        row: dict[str, object] = {
+            "condition_id": condition_id,
+            "criterion": criterion,
+            "n_sim": len(group),
+        }
+        for name in ("correct", "under", "over"):
+            share = proportion((group["outcome"] == name).to_numpy())
+            row[name], row[f"{name}_mcse"] = share.value, share.mcse
+        row["mean_chosen_k"] = float(group["chosen_k"].mean())
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["_rank"] = frame["criterion"].map(_criterion_rank)
+    frame = frame.sort_values(["condition_id", "_rank"]).drop(columns="_rank")
+    return _with_labels(frame, conditions).reset_index(drop=True)
+
+
+def selection_display(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """:func:`selection_accuracy` as strings: each share with its MCSE in brackets."""
+    out = pd.DataFrame(
+        {
+            "condition": accuracy["condition"],
+            "criterion": accuracy["criterion"],
+            "replications": accuracy["n_sim"].astype(int),
+        }
+    )
+    for name in ("correct", "under", "over"):
+        out[f"{name} K"] = [
+            format_mcse(v, m) for v, m in zip(accuracy[name], accuracy[f"{name}_mcse"], strict=True)
+        ]
+    out["mean chosen K"] = accuracy["mean_chosen_k"].map(lambda v: f"{v:.2f}")
+    return out
+
+
+def chosen_k_distribution(choices: pd.DataFrame, conditions: pd.DataFrame) -> pd.DataFrame:
+    """How many replications chose each K, per condition and criterion.
+
+    Returns
+    -------
+    DataFrame
+        ``condition_id, condition, criterion, true_k``, then one column ``K=k`` per chosen
+        K seen (counts of replications).
+    """
+    if choices.empty:
+        return pd.DataFrame(columns=["condition_id", "condition", "criterion", "true_k"])
+    counts = (
+        choices.groupby(["condition_id", "criterion", "true_k", "chosen_k"])
+        .size()
+        .unstack("chosen_k", fill_value=0)
+    )
+    counts.columns = [f"K={int(k)}" for k in counts.columns]
+    frame = counts.reset_index()
+    frame["_rank"] = frame["criterion"].map(_criterion_rank)
+    frame = frame.sort_values(["condition_id", "_rank"]).drop(columns="_rank")
+    return _with_labels(frame, conditions).reset_index(drop=True)
+
+
+def pareto_k_warnings(scores: pd.DataFrame, conditions: pd.DataFrame) -> pd.DataFrame:
+    """Every Bayesian per-K fit with observations above the Pareto-k threshold.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        The store's ``selection_scores``.
+    conditions : DataFrame
+
+    Returns
+    -------
+    DataFrame
+        ``condition_id, condition, replication, n_components, n_high_pareto_k,
+        pareto_k_threshold``, one row per fit with ``n_high_pareto_k > 0`` (none dropped).
+    """
+    columns = ["condition_id", "replication", "n_components", "n_high_pareto_k"]
+    bayes = scores[scores["method"] == "bayes"]
+    wide = bayes.pivot_table(
+        index=["condition_id", "replication", "n_components"],
+        columns="criterion",
+        values="value",
+        aggfunc="first",
+    ).reset_index()
+    if wide.empty or "n_high_pareto_k" not in wide:
+        return _with_labels(pd.DataFrame(columns=[*columns, "pareto_k_threshold"]), conditions)
+    flagged = wide[wide["n_high_pareto_k"] > 0][[*columns, "pareto_k_threshold"]]
+    flagged = flagged.astype({"n_high_pareto_k": int, "n_components": int})
+    return _with_labels(flagged.sort_values(columns[:3]), conditions).reset_index(drop=True)

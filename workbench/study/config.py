@@ -31,6 +31,9 @@ A study file has these parts (every key is optional except ``name``; see the REA
     The methods to run, with their options (see :class:`EMOptions`, :class:`BayesOptions`,
     :class:`AdviOptions`). At least one is required. An empty table runs the method with
     its defaults.
+``[selection]``
+    Optional: choose K as well (see :class:`SelectionOptions`). Every task then fits each K
+    in ``components`` and stores each criterion's choice and per-K scores.
 ``[output]``
     See :class:`OutputOptions`.
 
@@ -59,6 +62,7 @@ from workbench.bayes.options import (
     DEFAULT_DRAWS,
     DEFAULT_TUNE,
     MCMC_SAMPLERS,
+    SPARSE_CONCENTRATION,
 )
 from workbench.bayes.priors import DATA_SCALED, BayesPriors, data_scaled
 from workbench.em.options import (
@@ -82,6 +86,7 @@ __all__ = [
     "ConfigError",
     "EMOptions",
     "OutputOptions",
+    "SelectionOptions",
     "StudyConfig",
     "expand_design",
     "load_study",
@@ -241,6 +246,69 @@ class OutputOptions:
     backup_minutes: float = DEFAULT_BACKUP_MINUTES
 
 
+#: The vocabulary of ``[selection] criteria``: EM criteria from :mod:`workbench.selection`.
+#: (Kept literal here so that loading a config does not import pandas' selection layer;
+#: ``tests/test_study_selection.py`` checks it equals ``workbench.selection.CRITERIA``.)
+SELECTION_CRITERIA: tuple[str, ...] = ("bic", "icl", "aic")
+
+
+@dataclass(frozen=True)
+class SelectionOptions:
+    """``[selection]``: fit a range of K in every task and record what each criterion picks.
+
+    Attributes
+    ----------
+    components : tuple of int
+        The K to try, ascending; TOML gives a list (``[1, 2, 3]``) or a range string
+        (``"1-6"``). Every K must be in ``[1, n_train]`` of every condition.
+    covariance_types : tuple of str
+        EM covariance types tried at every K (:func:`workbench.selection.select_components`).
+    criteria : tuple of {'bic', 'icl', 'aic'}
+        EM criteria whose choice is scored.
+    n_init : int >= 1
+        EM starts per (K, covariance type); ``init``, ``tol``, ``max_iter`` and
+        ``reg_covar`` are ``[methods.em]``'s (its defaults without that table).
+    bayes : bool
+        Also fit the Bayesian mixture at every K and choose by PSIS-LOO (largest elpd) and
+        by stacking weight. The fits use ``[methods.bayes]``'s sampler, chains, draws,
+        tune, covariance type and priors (their defaults without that table), start at the
+        EM fit of that K, and reuse one compiled model per K across replications.
+    bayes_replications : int >= 1 or None
+        Run the per-K Bayesian fits only in replications ``0 .. bayes_replications - 1``
+        (they cost one MCMC fit per K); None: in every replication.
+    sparse : bool
+        Also fit the sparse overfitted mixture (:func:`workbench.bayes.sparse.fit_sparse_mixture`)
+        and choose the posterior mode of the number of non-empty components.
+    sparse_max_components : int >= 2
+    sparse_concentration : float > 0
+    sparse_replications : int >= 1 or None
+        As ``bayes_replications``, for the sparse fit.
+    """
+
+    components: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    covariance_types: tuple[str, ...] = ("full",)
+    criteria: tuple[str, ...] = SELECTION_CRITERIA
+    n_init: int = WORKBENCH_N_INIT
+    bayes: bool = False
+    bayes_replications: int | None = None
+    sparse: bool = False
+    sparse_max_components: int = 6
+    sparse_concentration: float = SPARSE_CONCENTRATION
+    sparse_replications: int | None = None
+
+    def runs_bayes(self, replication: int) -> bool:
+        """Whether the per-K Bayesian fits run in this replication."""
+        return self.bayes and (
+            self.bayes_replications is None or replication < self.bayes_replications
+        )
+
+    def runs_sparse(self, replication: int) -> bool:
+        """Whether the sparse overfitted mixture runs in this replication."""
+        return self.sparse and (
+            self.sparse_replications is None or replication < self.sparse_replications
+        )
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """A validated study.
@@ -256,6 +324,8 @@ class StudyConfig:
     methods : dict of str to EMOptions, BayesOptions or AdviOptions
         Keyed by method name, in the order ``em``, ``bayes``, ``advi``.
     output : OutputOptions
+    selection : SelectionOptions or None
+        ``[selection]``, when the study chooses K.
     source : str
         Where the config came from (a file name), for messages.
     text : str
@@ -274,6 +344,7 @@ class StudyConfig:
     source: str
     text: str
     truth: str = "fixed"
+    selection: SelectionOptions | None = None
 
     @property
     def output_dir(self) -> Path:
@@ -295,13 +366,15 @@ class StudyConfig:
             "methods": {name: _options_dict(opts) for name, opts in self.methods.items()},
             "output": {**asdict(self.output), "levels": list(self.output.levels)},
             "truth": self.truth,
+            "selection": None if self.selection is None else _selection_dict(self.selection),
         }
 
     def config_hash(self) -> str:
         """SHA-256 of everything that changes a task's stored rows.
 
-        That is the seed, the conditions, the methods and their options, and the interval
-        levels. The number of replications, the output folder, ``keep_draws`` and
+        That is the seed, the conditions, the methods and their options, the interval
+        levels and ``[selection]`` (absent from the hash when the study has none, so older
+        studies keep their hash). The number of replications, the output folder, ``keep_draws`` and
         ``max_errors`` are left out: changing them never changes a stored task, so a study
         can be extended with more replications and resumed.
         """
@@ -316,6 +389,8 @@ class StudyConfig:
         # only for "prior" keeps the hashes of existing studies.
         if self.truth == "prior":
             relevant["truth"] = self.truth
+        if full["selection"] is not None:
+            relevant["selection"] = full["selection"]
         blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -332,6 +407,13 @@ def _options_dict(options: EMOptions | BayesOptions | AdviOptions) -> dict[str, 
     if isinstance(options, EMOptions):
         out = {k: v for k, v in out.items() if k not in _INFERENCE_KEYS}
         out |= options.inference_options()
+    return out
+
+
+def _selection_dict(options: SelectionOptions) -> dict[str, Any]:
+    out = asdict(options)
+    for name in ("components", "covariance_types", "criteria"):
+        out[name] = list(out[name])
     return out
 
 
@@ -398,6 +480,27 @@ _VALIDATORS: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
         "start_at_em": _BOOL,
         "priors": _TABLE,
     },
+    SelectionOptions: {
+        "components": (
+            (lambda v: _components(v) is not None),
+            'a list of distinct integers >= 1 (e.g. [1, 2, 3]) or a range "1-6"',
+        ),
+        "covariance_types": (
+            (lambda v: _distinct_names(v, COVARIANCE_TYPES)),
+            "a non-empty list of distinct names from " + ", ".join(COVARIANCE_TYPES),
+        ),
+        "criteria": (
+            (lambda v: _distinct_names(v, SELECTION_CRITERIA)),
+            "a non-empty list of distinct names from " + ", ".join(SELECTION_CRITERIA),
+        ),
+        "n_init": _int_at_least(1),
+        "bayes": _BOOL,
+        "bayes_replications": _int_at_least(1),
+        "sparse": _BOOL,
+        "sparse_max_components": _int_at_least(2),
+        "sparse_concentration": _POSITIVE,
+        "sparse_replications": _int_at_least(1),
+    },
     OutputOptions: {
         "dir": _STRING,
         "keep_draws": _one_of(KEEP_DRAWS),
@@ -407,6 +510,37 @@ _VALIDATORS: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
         "backup_minutes": _NON_NEGATIVE,
     },
 }
+
+
+_RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+
+def _components(value: object) -> tuple[int, ...] | None:
+    """``[1, 2, 3]`` or ``"1-3"`` as a sorted tuple; None when it is neither."""
+    if isinstance(value, str):
+        match = _RANGE.match(value)
+        if match is None:
+            return None
+        low, high = int(match[1]), int(match[2])
+        values = list(range(low, high + 1))
+    elif isinstance(value, list):
+        values = value
+    else:
+        return None
+    if not values or not all(is_int(v) and v >= 1 for v in values):
+        return None
+    if len(set(values)) != len(values):
+        return None
+    return tuple(sorted(int(v) for v in values))
+
+
+def _distinct_names(value: object, allowed: tuple[str, ...]) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(v in allowed for v in value)
+        and len(set(value)) == len(value)
+    )
 
 
 class _Checker:
@@ -446,9 +580,14 @@ class _Checker:
             values["intervals"] = tuple(m for m in INTERVAL_METHODS if m in values["intervals"])
         if cls is EMOptions:
             self._interval_options(values, prefix)
-        for name in ("tol", "reg_covar"):
+        for name in ("tol", "reg_covar", "sparse_concentration"):
             if name in values:
                 values[name] = float(values[name])
+        if "components" in values:
+            values["components"] = _components(values["components"])
+        for name in ("covariance_types", "criteria"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     def _interval_options(self, values: Mapping[str, Any], prefix: str) -> None:
@@ -528,6 +667,7 @@ _TOP_LEVEL = (
     "design",
     "conditions",
     "methods",
+    "selection",
     "output",
 )
 
@@ -593,6 +733,7 @@ def parse_study(text: str, *, source: str = "<string>") -> StudyConfig:
     output = check.options(OutputOptions, raw.get("output", {}), "output")
     if truth == "prior":
         _check_prior_truth(conditions, methods, check)
+    selection = _selection(raw.get("selection"), conditions, check)
     return StudyConfig(
         name=name,
         description=description,
@@ -604,6 +745,7 @@ def parse_study(text: str, *, source: str = "<string>") -> StudyConfig:
         source=source,
         text=text,
         truth=truth,
+        selection=selection,
     )
 
 
@@ -640,6 +782,31 @@ def _check_prior_truth(
                 scenario.misspecification,
                 'truth = "prior" simulates from the model itself; use "none"',
             )
+
+
+def _selection(
+    table: object, conditions: tuple[Scenario, ...], check: _Checker
+) -> SelectionOptions | None:
+    if table is None:
+        return None
+    options: SelectionOptions = check.options(SelectionOptions, table, "selection")
+    assert isinstance(table, dict)  # check.options refused anything else
+    largest = max(options.components)
+    for i, scenario in enumerate(conditions):
+        if largest > scenario.n_train:
+            raise check.error(
+                "selection.components",
+                table.get("components", list(options.components)),
+                f"K = {largest} is more than n_train = {scenario.n_train} of condition {i} "
+                f"({scenario.label()}); use K <= n_train",
+            )
+    if options.sparse and options.sparse_max_components > min(c.n_train for c in conditions):
+        raise check.error(
+            "selection.sparse_max_components",
+            options.sparse_max_components,
+            "use at most the smallest n_train of the conditions",
+        )
+    return options
 
 
 def _conditions(raw: Mapping[str, Any], check: _Checker) -> tuple[Scenario, ...]:

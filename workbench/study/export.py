@@ -92,6 +92,14 @@ def tidy_results(store: StudyStore) -> pd.DataFrame:
         Studies with ``truth = "prior"`` add one ``'sbc_rank'`` row per ranked quantity of
         each Bayes fit: ``value`` is the rank, ``sbc_n_draws`` the number of kept draws
         ``L`` and ``sbc_ess_bulk`` the ESS that set it (store table ``sbc_ranks``).
+
+        Studies with ``[selection]`` add ``'selection_score'`` rows (``method`` ``em``,
+        ``bayes`` or ``sparse``, ``name`` the criterion, ``kind`` the covariance type,
+        ``fitted_k`` the K of the fit (``n_components`` is the scenario's true K),
+        ``value``), ``'selection_choice'`` rows (``name`` the criterion, ``chosen_k``,
+        ``true_k``, ``outcome``, ``kind`` the chosen covariance type) and
+        ``'selection_failure'`` rows (``name`` the error, ``fitted_k``); their
+        ``fit_status`` is empty.
     """
     tasks = store.table("tasks")[[*_KEY, "seed", "status", "error"]]
     fits = store.table("fits")[[*_KEY, "method", "status", "error"]].rename(
@@ -152,6 +160,7 @@ def tidy_results(store: StudyStore) -> pd.DataFrame:
         quantity="failure", method=""
     )
 
+    selection = _selection_rows(store)
     long = pd.concat(
         [metrics, estimates, diagnostics, failed_fits, failed_sims]
         + ([ranks] if len(ranks) else []),
@@ -159,6 +168,8 @@ def tidy_results(store: StudyStore) -> pd.DataFrame:
         sort=False,
     )
     long = long.merge(fits[[*_KEY, "method", "fit_status"]], on=[*_KEY, "method"], how="left")
+    if len(selection):
+        long = pd.concat([long, selection], ignore_index=True, sort=False)
     long = long.merge(tasks[[*_KEY, "seed"]], on=_KEY, how="left")
     scenarios = _scenario_columns(store)
     long = long.merge(scenarios, on="condition_id", how="left")
@@ -183,10 +194,40 @@ def tidy_results(store: StudyStore) -> pd.DataFrame:
         if column not in long:
             long[column] = None
     rest = sorted(c for c in long.columns if c not in front)
-    order = {"metric": 0, "parameter": 1, "diagnostic": 2, "sbc_rank": 3, "failure": 4}
+    order = {
+        "metric": 0,
+        "parameter": 1,
+        "diagnostic": 2,
+        "sbc_rank": 3,
+        "failure": 4,
+        "selection_score": 5,
+        "selection_choice": 6,
+        "selection_failure": 7,
+    }
     long["_order"] = long["quantity"].map(order)
     long = long.sort_values([*_KEY, "method", "_order", "name"], kind="stable")
     return long[front + rest].reset_index(drop=True)
+
+
+def _selection_rows(store: StudyStore) -> pd.DataFrame:
+    """The ``selection_*`` tables in the long format of :func:`tidy_results`."""
+    if store.config().get("selection") is None:
+        return pd.DataFrame()
+    # n_components would collide with the scenario's (true) n_components column
+    scores = store.table("selection_scores").rename(
+        columns={"criterion": "name", "covariance_type": "kind", "n_components": "fitted_k"}
+    )
+    scores["quantity"] = "selection_score"
+    choices = store.table("selection_choices").rename(
+        columns={"criterion": "name", "covariance_type": "kind"}
+    )
+    choices["quantity"] = "selection_choice"
+    failures = store.table("selection_failures").rename(
+        columns={"error": "name", "covariance_type": "kind", "n_components": "fitted_k"}
+    )
+    failures["quantity"] = "selection_failure"
+    frames = [f for f in (scores, choices, failures) if len(f)]
+    return pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
 
 
 def write_results(store: StudyStore, path: Path, fmt: str) -> int:

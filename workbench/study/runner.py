@@ -103,6 +103,7 @@ def task_specs(
                     keep=keep == "all" or (keep == "first" and replication == 0),
                     chain_cores=chain_cores,
                     truth_from_prior=config.truth == "prior",
+                    selection=config.selection,
                 )
             )
     return specs

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 # Appending a stream leaves the others as they were: stream i is spawn key (i,).
-_STREAMS = ("simulate", "em", "bayes", "advi", "bootstrap")
+_STREAMS = ("simulate", "em", "bayes", "advi", "bootstrap", "selection")
 
 
 def task_seed(study_seed: int, condition_id: int, replication: int) -> int:
@@ -75,6 +75,8 @@ class TaskStreams(NamedTuple):
         Seeds (32-bit) for each method's ``random_state`` / ``random_seed``.
     bootstrap : int
         Seed (32-bit) of the EM bootstrap's draws.
+    selection : int
+        Seed (32-bit) of the ``[selection]`` step (its EM grid, per-K and sparse fits).
     """
 
     simulate: np.random.Generator
@@ -82,6 +84,7 @@ class TaskStreams(NamedTuple):
     bayes: int
     advi: int
     bootstrap: int
+    selection: int
 
 
 def task_streams(seed: int) -> TaskStreams:
@@ -98,8 +101,12 @@ def task_streams(seed: int) -> TaskStreams:
     """
     children = [np.random.SeedSequence(seed, spawn_key=(i,)) for i in range(len(_STREAMS))]
     simulate = np.random.default_rng(children[0])
-    em, bayes, advi, bootstrap = (int(c.generate_state(1, np.uint32)[0]) for c in children[1:])
-    return TaskStreams(simulate=simulate, em=em, bayes=bayes, advi=advi, bootstrap=bootstrap)
+    em, bayes, advi, bootstrap, selection = (
+        int(c.generate_state(1, np.uint32)[0]) for c in children[1:]
+    )
+    return TaskStreams(
+        simulate=simulate, em=em, bayes=bayes, advi=advi, bootstrap=bootstrap, selection=selection
+    )
 
 
 class PriorTruth(NamedTuple):

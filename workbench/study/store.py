@@ -157,6 +157,35 @@ Tables
     coverage has the exact target ``level``.
 
 Stores written before the last two tables existed get them (empty) when opened.
+
+Studies with a ``[selection]`` table (choosing K) also fill these three tables; every task
+of such a study writes them (no rows when its simulation failed):
+
+``selection_scores``
+    ``condition_id, replication, method, n_components, covariance_type, criterion, value`` -
+    the per-K scores. ``method = 'em'`` (one row per K, covariance type and criterion):
+    ``loglik``, ``n_parameters``, ``bic``, ``icl``, ``aic`` (lower is better, scikit-learn's
+    sign; mclust's BIC is ``-bic``), ``converged`` (0/1), ``fit_seconds``.
+    ``method = 'bayes'`` (PSIS-LOO of the MCMC fit at each K; ``covariance_type`` is the
+    Bayesian model's): ``elpd_loo``, ``se``, ``p_loo``, ``n_high_pareto_k`` (observations
+    with Pareto k above ``pareto_k_threshold``, never dropped), ``pareto_k_threshold``,
+    ``elpd_diff`` and ``dse`` (against the best K), ``stacking_weight``, ``max_r_hat``,
+    ``n_divergences``, ``fit_seconds``. ``method = 'sparse'`` (the overfitted mixture with K_max
+    components): one ``posterior`` row per count k in ``1..K_max`` (``n_components`` = k,
+    the share of draws with k non-empty components), plus ``fit_seconds`` and
+    ``n_divergences`` at ``n_components = K_max``.
+``selection_choices``
+    ``condition_id, replication, criterion, chosen_k, covariance_type, true_k, outcome`` -
+    one row per criterion that could choose: ``bic``, ``icl``, ``aic`` (EM), ``loo`` (largest
+    elpd), ``loo_stacking`` (largest stacking weight), ``sparse`` (posterior mode of the
+    non-empty count). ``covariance_type`` is the chosen model's (NULL for ``sparse``);
+    ``outcome`` is ``'under'``, ``'correct'`` or ``'over'`` (``chosen_k`` against
+    ``true_k``). A criterion whose fits all failed has no row here.
+``selection_failures``
+    ``condition_id, replication, method, n_components, covariance_type, error`` - a K whose
+    fit failed (every EM start, or the MCMC fit), recorded while the other K go on;
+    ``n_components`` is NULL when a whole method of the step failed (e.g. fewer than two
+    Bayesian fits left to compare, or the sparse fit).
 """
 
 from __future__ import annotations
@@ -173,7 +202,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, cast
 
 import numpy as np
 import pandas as pd
@@ -197,6 +226,10 @@ __all__ = [
     "FitRecord",
     "OutputFolderError",
     "StoreDamagedError",
+    "SelectionChoice",
+    "SelectionFailure",
+    "SelectionRecord",
+    "SelectionScore",
     "StoreError",
     "StoreFullError",
     "StoreMismatchError",
@@ -338,6 +371,34 @@ CREATE TABLE IF NOT EXISTS draws (
     path TEXT NOT NULL,
     PRIMARY KEY (condition_id, replication, method)
 );
+CREATE TABLE IF NOT EXISTS selection_scores (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    n_components INTEGER NOT NULL,
+    covariance_type TEXT NOT NULL,
+    criterion TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (condition_id, replication, method, n_components, covariance_type, criterion)
+);
+CREATE TABLE IF NOT EXISTS selection_choices (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    criterion TEXT NOT NULL,
+    chosen_k INTEGER NOT NULL,
+    covariance_type TEXT,
+    true_k INTEGER NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('under', 'correct', 'over')),
+    PRIMARY KEY (condition_id, replication, criterion)
+);
+CREATE TABLE IF NOT EXISTS selection_failures (
+    condition_id INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    n_components INTEGER,
+    covariance_type TEXT,
+    error TEXT NOT NULL
+);
 """
 
 # The calibration tables, also created when an older store is opened (see StudyStore).
@@ -385,6 +446,9 @@ TASK_TABLES: tuple[str, ...] = (
     "draws",
     "sbc_ranks",
     "ordered_intervals",
+    "selection_scores",
+    "selection_choices",
+    "selection_failures",
 )
 
 _VERSIONED_PACKAGES = (
@@ -639,6 +703,51 @@ class FitRecord:
     ordered_intervals: tuple[OrderedInterval, ...] = ()
 
 
+class SelectionScore(NamedTuple):
+    """One per-K score of the ``[selection]`` step (a ``selection_scores`` row)."""
+
+    method: str
+    n_components: int
+    covariance_type: str
+    criterion: str
+    value: float
+
+
+class SelectionChoice(NamedTuple):
+    """One criterion's choice of K (a ``selection_choices`` row)."""
+
+    criterion: str
+    chosen_k: int
+    covariance_type: str | None
+    true_k: int
+    outcome: str
+
+
+class SelectionFailure(NamedTuple):
+    """A failed K (or a failed method when ``n_components`` is None)."""
+
+    method: str
+    n_components: int | None
+    covariance_type: str | None
+    error: str
+
+
+@dataclass
+class SelectionRecord:
+    """What the ``[selection]`` step of one task stores (see the module docstring).
+
+    Attributes
+    ----------
+    scores : list of SelectionScore
+    choices : list of SelectionChoice
+    failures : list of SelectionFailure
+    """
+
+    scores: list[SelectionScore] = field(default_factory=list)
+    choices: list[SelectionChoice] = field(default_factory=list)
+    failures: list[SelectionFailure] = field(default_factory=list)
+
+
 @dataclass
 class TaskRecord:
     """Everything stored about one finished task (a condition x replication).
@@ -663,6 +772,8 @@ class TaskRecord:
         ``y_train``).
     kept : bool
     fits : list of FitRecord
+    selection : SelectionRecord or None
+        The ``[selection]`` step's results, when the study chooses K.
     """
 
     condition_id: int
@@ -680,6 +791,7 @@ class TaskRecord:
     dataset: Dataset | None = None
     kept: bool = False
     fits: list[FitRecord] = field(default_factory=list)
+    selection: SelectionRecord | None = None
 
     @property
     def n_errors(self) -> int:
@@ -1089,6 +1201,8 @@ class StudyStore:
                 conn.execute("INSERT INTO datasets VALUES (?, ?, ?)", (*key, _npz(data)))
             for fit in record.fits:
                 self._insert_fit(key, fit)
+            if record.selection is not None:
+                self._insert_selection(key, record.selection)
             conn.executemany("INSERT INTO draws VALUES (?, ?, ?, ?)", draw_rows)
             conn.execute("COMMIT")
 
@@ -1188,6 +1302,37 @@ class StudyStore:
                     int(iv.covered),
                 )
                 for iv in fit.ordered_intervals
+            ],
+        )
+
+    def _insert_selection(self, key: tuple[int, int], selection: SelectionRecord) -> None:
+        conn = self._conn
+        conn.executemany(
+            "INSERT INTO selection_scores VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    *key,
+                    s.method,
+                    int(s.n_components),
+                    s.covariance_type,
+                    s.criterion,
+                    _real(s.value),
+                )
+                for s in selection.scores
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO selection_choices VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (*key, c.criterion, int(c.chosen_k), c.covariance_type, int(c.true_k), c.outcome)
+                for c in selection.choices
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO selection_failures VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (*key, f.method, f.n_components, f.covariance_type, f.error)
+                for f in selection.failures
             ],
         )
 

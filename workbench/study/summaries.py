@@ -155,6 +155,10 @@ def model_se(sds: np.ndarray) -> Measure:
     if n < 2:
         return Measure(math.nan, math.nan)
     modse = math.sqrt(float(variances.mean()))
+    if modse == 0.0:
+        # a parameter fixed by the model (an off-diagonal of a spherical covariance): every
+        # posterior SD is 0, and the MCSE formula divides by ModSE
+        return Measure(0.0, 0.0)
     return Measure(modse, math.sqrt(float(variances.var(ddof=1)) / (4.0 * n * modse**2)))
 
 

@@ -34,7 +34,8 @@ from workbench.em import (
 from workbench.metrics import score_point_estimate, score_posterior
 from workbench.mixture import MixtureParams, to_full_covariances
 from workbench.simulate import Dataset, Scenario
-from workbench.study.config import AdviOptions, BayesOptions, EMOptions
+from workbench.study.choose_k import run_selection
+from workbench.study.config import AdviOptions, BayesOptions, EMOptions, SelectionOptions
 from workbench.study.seeds import PriorTruth, draw_dataset, task_streams
 from workbench.study.store import EMDiagnostics, FitRecord, TaskRecord
 
@@ -67,6 +68,8 @@ class TaskSpec:
         ``truth = "prior"``: draw the truth from ``methods['bayes']``'s prior (fixed
         hyperparameters, its covariance type), and store SBC ranks and ordered-label
         intervals of the Bayes fit.
+    selection : SelectionOptions or None
+        The study's ``[selection]`` table: also fit a range of K and score each criterion.
     """
 
     condition_id: int
@@ -78,6 +81,7 @@ class TaskSpec:
     keep: bool
     chain_cores: int | None = None
     truth_from_prior: bool = False
+    selection: SelectionOptions | None = None
 
 
 def _now() -> str:
@@ -145,6 +149,8 @@ def run_task(spec: TaskSpec) -> TaskRecord:
                 record.status = "failed"
                 record.error = f"{name} fit failed: {fit.error}"
                 record.traceback = fit.traceback
+        if spec.selection is not None:
+            _select(dataset, spec, streams.selection, record)
     record.finished_at = _now()
     record.seconds = time.perf_counter() - start
     return record
@@ -187,6 +193,28 @@ def _simulate(spec: TaskSpec, rng: np.random.Generator) -> Dataset:
     options = spec.methods["bayes"]
     assert isinstance(options, BayesOptions), "the config requires [methods.bayes]"
     return draw_dataset(spec.scenario, rng, PriorTruth(options.priors, options.covariance_type))
+
+
+def _select(dataset: Dataset, spec: TaskSpec, seed: int, record: TaskRecord) -> None:
+    """The ``[selection]`` step. Failed K are recorded inside it; only a bug of ours raises,
+    and that fails the task (with its traceback) without losing the fits above."""
+    assert spec.selection is not None
+    em, bayes = spec.methods.get("em"), spec.methods.get("bayes")
+    try:
+        record.selection = run_selection(
+            dataset,
+            spec.selection,
+            em=em if isinstance(em, EMOptions) else EMOptions(),
+            bayes=bayes if isinstance(bayes, BayesOptions) else BayesOptions(),
+            seed=seed,
+            replication=spec.replication,
+            chain_cores=spec.chain_cores,
+        )
+    except Exception as exc:
+        if record.status == "ok":
+            record.status = "failed"
+            record.error = f"selection failed: {type(exc).__name__}: {exc}"
+            record.traceback = traceback.format_exc()
 
 
 def _guarded(name: str, fit: Callable[[], FitRecord]) -> FitRecord:
