@@ -21,6 +21,7 @@ LAYERS = {
     "_validation": 0,
     "errors": 0,
     "mixture": 0,
+    "draws": 0,
     "em": 1,
     "simulate": 1,
     "align": 1,

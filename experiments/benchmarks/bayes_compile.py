@@ -228,7 +228,7 @@ timed(nutpie, "compile_pymc_model", "compile")
 timed(task, "simulate", "simulate")
 timed(task, "_fit_em", "EM")
 timed(task, "score_posterior", "scoring")
-for name in ("_over_draws", "_pointwise_log_likelihood"):
+for name in ("_over_draws", "draw_log_density"):
     timed(sampling, name, "log-likelihood")
 timed(sampling, "reference_orders", "relabelling")
 timed(sampling, "convergence", "diagnostics")

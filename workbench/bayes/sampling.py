@@ -42,7 +42,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-import numba
 import numpy as np
 import pymc as pm
 import pytensor
@@ -79,10 +78,9 @@ from workbench.bayes.relabel import (
     reference_orders,
     stephens_orders,
 )
+from workbench.draws import draw_allocation_probabilities, draw_log_density
 from workbench.mixture import (
-    LOG_2PI,
     MixtureParams,
-    precisions_cholesky_from_covariances,
 )
 
 __all__ = ["BayesFit", "SamplingError", "clear_model_cache", "fit_bayes", "precompile"]
@@ -472,118 +470,6 @@ def _fit_advi(
     return xr.DataTree.from_dict({"posterior": posterior}), seconds, np.nan
 
 
-@numba.njit(cache=True)
-def _draw_density_kernel(
-    X: np.ndarray,
-    log_w: np.ndarray,
-    means: np.ndarray,
-    precisions_chol: np.ndarray,
-    probabilities: bool,
-) -> np.ndarray:
-    """Log mixture density (S, n) or allocation probabilities (S, n, K) for every draw.
-
-    The component density is the one of :func:`workbench.mixture.component_log_prob`:
-    ``y = (x - mu_k) U_k`` with ``U_k`` the upper Cholesky factor of the precision and
-    ``log N = log det U_k - (d log(2 pi) + |y|^2) / 2``; the log-sum-exp (or softmax) over
-    components is fused into the same loop, so no (S, n, K) array is built for the
-    log-likelihood.
-    """
-    n, d = X.shape
-    S, K = log_w.shape
-    out = np.empty((S, n, K)) if probabilities else np.empty((S, n, 1))
-    offsets = np.empty(K)
-    a = np.empty(K)
-    for s in range(S):
-        for k in range(K):
-            offsets[k] = log_w[s, k] - 0.5 * d * LOG_2PI
-            for j in range(d):
-                offsets[k] += np.log(precisions_chol[s, k, j, j])
-        for i in range(n):
-            top = -np.inf
-            for k in range(K):
-                squared = 0.0
-                for c in range(d):
-                    value = 0.0
-                    for r in range(c + 1):
-                        value += (X[i, r] - means[s, k, r]) * precisions_chol[s, k, r, c]
-                    squared += value * value
-                a[k] = offsets[k] - 0.5 * squared
-                top = max(top, a[k])
-            total = 0.0
-            for k in range(K):
-                a[k] = np.exp(a[k] - top)
-                total += a[k]
-            if probabilities:
-                for k in range(K):
-                    out[s, i, k] = a[k] / total
-            else:
-                out[s, i, 0] = top + np.log(total)
-    return out
-
-
-def _draw_densities(
-    X: np.ndarray,
-    weights: np.ndarray,
-    means: np.ndarray,
-    covariances: np.ndarray,
-    *,
-    probabilities: bool,
-) -> np.ndarray:
-    """Evaluate :func:`_draw_density_kernel` for draws of dense covariances."""
-    S, K, d = means.shape
-    precisions_chol = precisions_cholesky_from_covariances(
-        covariances.reshape(-1, d, d), "full"
-    ).reshape(S, K, d, d)
-    with np.errstate(divide="ignore"):
-        log_w = np.log(weights)
-    return _draw_density_kernel(
-        np.ascontiguousarray(X, dtype=float),
-        log_w,
-        np.ascontiguousarray(means, dtype=float),
-        precisions_chol,
-        probabilities,
-    )
-
-
-def _pointwise_log_likelihood(
-    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
-) -> np.ndarray:
-    """Log mixture density of every observation under every draw.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n, d)
-    weights : ndarray of shape (S, K)
-    means : ndarray of shape (S, K, d)
-    covariances : ndarray of shape (S, K, d, d)
-
-    Returns
-    -------
-    ndarray of shape (S, n)
-    """
-    return _draw_densities(X, weights, means, covariances, probabilities=False)[..., 0]
-
-
-def _allocation_probabilities(
-    X: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray
-) -> np.ndarray:
-    """Posterior probability that each observation belongs to each component, per draw.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n, d)
-    weights : ndarray of shape (S, K)
-    means : ndarray of shape (S, K, d)
-    covariances : ndarray of shape (S, K, d, d)
-
-    Returns
-    -------
-    ndarray of shape (S, n, K)
-        Rows sum to 1.
-    """
-    return _draw_densities(X, weights, means, covariances, probabilities=True)
-
-
 def _resolve_priors(priors: BayesPriors | Mapping[str, Any] | None) -> BayesPriors:
     if priors is None:
         return BayesPriors()
@@ -744,7 +630,7 @@ def _assemble(
         method = "reference"
     else:
         stride = max(1, -(-X.shape[0] // STEPHENS_MAX_OBS))
-        probabilities = _allocation_probabilities(X[::stride], flat_w, flat_mu, flat_cov)
+        probabilities = draw_allocation_probabilities(X[::stride], flat_w, flat_mu, flat_cov)
         orders = canonical_orders(stephens_orders(probabilities))
         method = "stephens"
     weights = apply_orders(flat_w, orders).reshape(chains, draws, K)
@@ -777,7 +663,7 @@ def _assemble(
         {
             OBSERVED: (
                 ("chain", "draw", "obs"),
-                _pointwise_log_likelihood(X, flat_w, flat_mu, flat_cov).reshape(chains, draws, -1),
+                draw_log_density(X, flat_w, flat_mu, flat_cov).reshape(chains, draws, -1),
             )
         },
         coords=sample_dims,
