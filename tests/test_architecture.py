@@ -101,7 +101,8 @@ def test_mypy_is_clean():
 
 
 def test_reading_configs_and_stores_imports_no_fitting_or_plotting_stack():
-    heavy = ("pymc", "pytensor", "arviz", "matplotlib", "numba", "nutpie")
+    # scipy too: it alone took 0.4 s of a 1.1 s `workbench --help` before it was made lazy
+    heavy = ("pymc", "pytensor", "arviz", "matplotlib", "numba", "nutpie", "scipy")
     code = (
         "import sys\n"
         "import workbench, workbench.cli, workbench.study.config, workbench.study.store\n"

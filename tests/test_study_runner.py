@@ -24,7 +24,7 @@ from workbench.cli import main
 from workbench.simulate import Scenario
 from workbench.study.config import load_study, parse_study
 from workbench.study.executors import DaskExecutor, ExecutorError, LocalExecutor
-from workbench.study.runner import run_study
+from workbench.study.runner import model_structure, run_study, task_specs
 from workbench.study.seeds import regenerate_dataset
 from workbench.study.store import TASK_TABLES, StoreMismatchError, StudyStore
 
@@ -420,3 +420,17 @@ def test_an_executor_written_to_the_protocol_is_closed_when_the_run_stops_early(
     summary = run_study(config, output=tmp_path, executor=executor, progress=False)
     assert summary.aborted and summary.n_run < config.n_tasks
     assert events == ["closed"]
+
+
+def test_the_first_task_of_each_model_structure_runs_first() -> None:
+    # d in {1, 2} crossed with two overlaps: conditions 0, 1 are d=1 and 2, 3 are d=2, so
+    # plain replication-major order would start both pool workers on the d=1 model
+    text = MECHANICS.format(replications=3).replace(
+        "overlap = [0.01, 0.05]", "n_features = [1, 2]\noverlap = [0.01, 0.05]"
+    )
+    specs = task_specs(parse_study(text, source="structures.toml"))
+    order = [(s.condition_id, s.replication) for s in specs]
+    assert order[:2] == [(0, 0), (2, 0)]
+    rest = [(c, r) for r in range(3) for c in range(4) if (c, r) not in order[:2]]
+    assert order[2:] == rest
+    assert [model_structure(s)[0] for s in specs[:2]] == [1, 2]

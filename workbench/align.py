@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from workbench.mixture import MixtureParams
 
@@ -143,6 +142,9 @@ def component_cost(
 
 
 def _order_from_cost(cost_matrix: np.ndarray) -> np.ndarray:
+    # scipy is imported on first use: reading configs and stores (the CLI) never loads it
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(cost_matrix)
     order = np.empty(cost_matrix.shape[1], dtype=np.intp)
     order[cols] = rows

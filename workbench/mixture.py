@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import numpy as np
-from scipy.special import logsumexp, softmax
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -215,6 +214,9 @@ def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     -------
     ndarray of shape (n_samples,)
     """
+    # scipy is imported on first use: reading configs and stores (the CLI) never loads it
+    from scipy.special import logsumexp
+
     return logsumexp(params.weighted_log_prob(X), axis=1)
 
 
@@ -232,6 +234,8 @@ def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """
     # softmax normalises in linear space (exp(x - max) / sum), so rows sum to 1 to a few
     # ulps; exp(x - logsumexp(x)) would be off by about |log density| * eps.
+    from scipy.special import softmax
+
     return softmax(params.weighted_log_prob(X), axis=1)
 
 

@@ -61,8 +61,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from scipy.special import logsumexp
 
 from workbench._validation import is_int, is_real
 from workbench.mixture import MixtureParams, log_prob, sample
@@ -452,6 +450,8 @@ def _true_covariances(scenario: Scenario, rng: np.random.Generator) -> np.ndarra
         else:
             # Haar rotation; ortho_group draws and signs exactly as the QR code it replaced
             # (tests/test_simulate.py checks it), so stored studies keep their data.
+            from scipy import stats  # on first use: reading configs never loads scipy
+
             rot = stats.ortho_group.rvs(d, random_state=rng)
             out[c] = (rot * eigenvalues) @ rot.T
     # Symmetrise exactly: the rotation leaves rounding asymmetry of order 1e-16.
@@ -554,6 +554,9 @@ def data_log_density(X: np.ndarray, truth: MixtureParams, scenario: Scenario) ->
     -------
     ndarray of shape (n_samples,)
     """
+    from scipy import stats  # on first use: reading configs never loads scipy
+    from scipy.special import logsumexp
+
     X = np.asarray(X, dtype=float)
     kind = scenario.misspecification
     if kind in ("none", "outliers"):
