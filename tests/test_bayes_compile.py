@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from workbench.bayes import fit_bayes
-from workbench.bayes.sampling import precompile
+from workbench.bayes.sampling import clear_model_cache, precompile
 from workbench.mixture import MixtureParams, log_prob, sample
 
 pytestmark = [
@@ -86,6 +86,23 @@ def test_fits_of_n_50_and_5000_share_one_compiled_model(compiles):
     # n = 5000 pins the posterior far more tightly than n = 50: the data really changed.
     sd = {n: fit.means.std(axis=(0, 1)).max() for n, (_, fit) in fits.items()}
     assert sd[5000] < sd[50] / 4
+
+
+def test_a_reused_compiled_model_gives_the_draws_of_a_fresh_compile():
+    # the cache changes what a fit costs, never what it returns: data of another n swapped
+    # in and out of the compiled model leave nothing behind
+    X = sample(TRUTH, 80, 3)[0]
+    fit_bayes(sample(TRUTH, 400, 4)[0], 2, random_seed=4, **SETTINGS)
+    reused = fit_bayes(X, 2, random_seed=3, **SETTINGS)
+    assert reused.diagnostics["model_reused"] is True
+    clear_model_cache()
+    fresh = fit_bayes(X, 2, random_seed=3, **SETTINGS)
+    assert fresh.diagnostics["model_reused"] is False
+    for name in ("w", "mu", "cov"):
+        np.testing.assert_array_equal(
+            reused.idata["posterior"][name].values, fresh.idata["posterior"][name].values
+        )
+    np.testing.assert_array_equal(reused.means, fresh.means)
 
 
 @pytest.mark.parametrize(

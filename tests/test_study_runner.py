@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,8 @@ import pytest
 from workbench.cli import main
 from workbench.simulate import Scenario
 from workbench.study.config import load_study, parse_study
-from workbench.study.executors import DaskExecutor, ExecutorError, LocalExecutor
-from workbench.study.runner import model_structure, run_study, task_specs
+from workbench.study.executors import DaskExecutor, ExecutorError, LocalExecutor, _next_item
+from workbench.study.runner import run_study, task_specs
 from workbench.study.seeds import regenerate_dataset
 from workbench.study.store import TASK_TABLES, StoreMismatchError, StudyStore
 
@@ -433,4 +434,41 @@ def test_the_first_task_of_each_model_structure_runs_first() -> None:
     assert order[:2] == [(0, 0), (2, 0)]
     rest = [(c, r) for r in range(3) for c in range(4) if (c, r) not in order[:2]]
     assert order[2:] == rest
-    assert [model_structure(s)[0] for s in specs[:2]] == [1, 2]
+    assert [s.affinity[0] for s in specs[:2]] == [1, 2]
+
+
+class _Item(NamedTuple):
+    name: str
+    affinity: str
+    seconds: float = 0.05
+
+
+def _worker_pid(item: _Item) -> tuple[str, int]:
+    time.sleep(item.seconds)
+    return item.name, os.getpid()
+
+
+def test_a_free_worker_takes_its_own_affinity_then_a_new_one_then_any() -> None:
+    items = [_Item("x0", "x"), _Item("y0", "y"), _Item("x1", "x"), _Item("z0", "z")]
+    # nothing seen yet: the first item
+    assert _next_item(items, [set(), set()], 0) == 0
+    # worker 1 while worker 0 holds x: the first affinity no worker has run
+    assert _next_item(items, [{"x"}, set()], 1) == 1
+    # a worker that ran y takes y0 before the earlier x0
+    assert _next_item(items, [{"x"}, {"y"}], 1) == 1
+    assert _next_item(items, [{"x"}, {"y"}], 0) == 0
+    # its own affinity gone: z, which no worker has run, before x, which the other runs
+    assert _next_item(items[2:], [{"y"}, {"x"}], 0) == 1
+    # nothing of its own and nothing new: the first item (it takes the others' work)
+    assert _next_item(items[:3], [{"z"}, {"x", "y"}], 0) == 0
+    # items without an affinity run in order
+    assert _next_item([1, 2, 3], [{None}, set()], 0) == 0
+
+
+def test_a_worker_that_runs_out_of_its_affinity_takes_the_others_items() -> None:
+    # 8 x 1 s of y items: far longer than the lag between the two workers' start-ups
+    items = [_Item("x0", "x")] + [_Item(f"y{i}", "y", 1.0) for i in range(8)]
+    results = dict(LocalExecutor(2).run(_worker_pid, items))
+    assert set(results) == {item.name for item in items}
+    # both workers ran y items: the one that started on x did not sit idle
+    assert len({results[f"y{i}"] for i in range(8)}) == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from workbench.study.config import BayesOptions, OutputOptions, StudyConfig
+from workbench.study.config import OutputOptions, StudyConfig
 from workbench.study.executors import Executor, LocalExecutor, LostTask
 from workbench.study.seeds import task_seed
 from workbench.study.store import (
@@ -73,11 +73,10 @@ def task_specs(
     """The study's tasks, replication-major, leaving out those in ``skip``.
 
     Replication-major order means a run stopped early has results for every condition.
-    One exception: the first task of each Bayesian model structure (see
-    :func:`model_structure`) comes first, so that the workers of a pool compile different
-    structures at the same time instead of each compiling the same one (a cold compile
-    takes one to two minutes; afterwards the other structures compile from PyTensor's disk
-    cache).
+    One exception: the first task of each Bayesian model structure (its
+    :attr:`~workbench.study.task.TaskSpec.affinity`) comes first, so that the workers of
+    a pool (or a Dask cluster) start by compiling different structures instead of each
+    compiling the same one (a cold compile takes one to two minutes).
 
     Parameters
     ----------
@@ -113,30 +112,11 @@ def task_specs(
             )
     firsts: dict[tuple, int] = {}
     for index, spec in enumerate(specs):
-        firsts.setdefault(model_structure(spec), index)
+        firsts.setdefault(spec.affinity, index)
     leading = set(firsts.values())
     return [specs[i] for i in sorted(leading)] + [
         spec for i, spec in enumerate(specs) if i not in leading
     ]
-
-
-def model_structure(spec: TaskSpec) -> tuple:
-    """What selects a task's compiled Bayesian models: features, components, and per Bayesian
-    method its covariance type and structural priors (the data and data-scaled
-    hyperparameters are swapped into a compiled model; see
-    :func:`workbench.bayes.sampling.precompile`). Tasks without a Bayesian method share
-    ``(d, K)``."""
-    methods = tuple(
-        (
-            name,
-            options.covariance_type,
-            options.priors.dirichlet_concentration,
-            options.priors.lkj_eta,
-        )
-        for name, options in spec.methods.items()
-        if isinstance(options, BayesOptions)
-    )
-    return (spec.scenario.n_features, spec.scenario.n_components, methods)
 
 
 def _remove_store(directory: Path) -> None:

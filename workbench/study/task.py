@@ -83,6 +83,25 @@ class TaskSpec:
     truth_from_prior: bool = False
     selection: SelectionOptions | None = None
 
+    @property
+    def affinity(self) -> tuple:
+        """What selects the task's compiled Bayesian models: features, components, and per
+        Bayesian method its covariance type and structural priors (the data and data-scaled
+        hyperparameters are swapped into a compiled model; see
+        :func:`workbench.bayes.sampling.precompile`). Tasks without a Bayesian method share
+        ``(d, K, ())``. A local pool sends tasks of one affinity to the same worker."""
+        methods = tuple(
+            (
+                name,
+                options.covariance_type,
+                options.priors.dirichlet_concentration,
+                options.priors.lkj_eta,
+            )
+            for name, options in self.methods.items()
+            if isinstance(options, BayesOptions)
+        )
+        return (self.scenario.n_features, self.scenario.n_components, methods)
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
