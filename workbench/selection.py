@@ -27,7 +27,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from workbench._validation import is_int
+from workbench._validation import check_int, check_real, is_int, not_allowed
 from workbench.em import GaussianMixture
 from workbench.em.criteria import information_criteria
 from workbench.mixture import COVARIANCE_TYPES, MixtureParams, sample
@@ -131,17 +131,13 @@ class SelectionResult:
     estimates: dict[ModelKey, MixtureParams]
 
 
-def _bad(name: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"{name}={value!r} is not allowed; {allowed}")
-
-
 def _checked_components(components: Iterable[int], n_samples: int) -> tuple[int, ...]:
     try:
         values = tuple(components)
     except TypeError:
-        raise _bad("components", components, "give an iterable of integers") from None
+        raise not_allowed("components", components, "an iterable of integers") from None
     if not values:
-        raise _bad("components", components, "give at least one number of components")
+        raise not_allowed("components", components, "at least one number of components")
     for value in values:
         if not is_int(value) or value < 1 or value > n_samples:
             raise ValueError(
@@ -159,7 +155,7 @@ def _checked_names(name: str, values: Sequence[str], allowed: Sequence[str]) -> 
         values = (values,)
     values = tuple(values)
     if not values:
-        raise _bad(name, values, f"give at least one of {', '.join(allowed)}")
+        raise not_allowed(name, values, f"at least one of {', '.join(allowed)}")
     for value in values:
         if value not in allowed:
             raise ValueError(
@@ -196,8 +192,8 @@ def _base_entropy(random_state: int | np.random.Generator | np.random.SeedSequen
         return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
     if is_int(random_state) and random_state >= 0:
         return int(random_state)
-    raise _bad(
-        "random_state", random_state, "use an int >= 0, a numpy Generator, SeedSequence or None"
+    raise not_allowed(
+        "random_state", random_state, "an int >= 0, a numpy Generator, SeedSequence or None"
     )
 
 
@@ -349,8 +345,7 @@ def select_components(
     ks = _checked_components(components, X.shape[0])
     types = _checked_names("covariance_types", covariance_types, COVARIANCE_TYPES)
     wanted = _checked_names("criteria", criteria, tuple(CRITERIA))
-    if not is_int(n_init) or n_init < 1:
-        raise _bad("n_init", n_init, "use an integer >= 1")
+    check_int("n_init", n_init, minimum=1)
     entropy = _base_entropy(random_state)
     options: dict[str, Any] = {
         "n_init": 1,
@@ -466,14 +461,11 @@ def bootstrap_lrt(
     X = _checked_data(X)
     n = X.shape[0]
     if not is_int(max_components) or not 2 <= max_components <= n:
-        raise _bad("max_components", max_components, f"use an integer in [2, n_samples={n}]")
+        raise not_allowed("max_components", max_components, f"an integer in [2, n_samples={n}]")
     (covariance_type,) = _checked_names("covariance_types", (covariance_type,), COVARIANCE_TYPES)
-    if not is_int(n_boot) or n_boot < 1:
-        raise _bad("n_boot", n_boot, "use an integer >= 1")
-    if isinstance(level, bool) or not isinstance(level, float | int) or not 0 < level < 1:
-        raise _bad("level", level, "use a number in (0, 1)")
-    if not is_int(n_init) or n_init < 1:
-        raise _bad("n_init", n_init, "use an integer >= 1")
+    check_int("n_boot", n_boot, minimum=1)
+    check_real("level", level, above=0.0, below=1.0)
+    check_int("n_init", n_init, minimum=1)
     entropy = _base_entropy(random_state)
     options: dict[str, object] = {"n_init": 1, "reg_covar": reg_covar, "max_iter": max_iter}
 
@@ -576,7 +568,7 @@ def compare_loo(fits: Mapping[int, BayesFit]) -> LooComparison:
     from workbench.bayes.loo import loo_of_fit
 
     if len(fits) < 2:
-        raise _bad("fits", dict(fits), "give fits for at least two numbers of components")
+        raise not_allowed("fits", dict(fits), "fits for at least two numbers of components")
     results = {}
     for k, fit in sorted(fits.items()):
         fitted_k = fit.weights.shape[-1]

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench._validation import is_int, is_real
+from workbench._validation import check_choice, check_int, check_real, is_int, is_real, not_allowed
 from workbench.mixture import MixtureParams, log_prob, sample
 
 __all__ = [
@@ -98,10 +98,8 @@ OVERLAP_RTOL = 0.1
 
 _VOLUME_RANGE = (0.5, 2.0)
 _OUTLIER_BOX_SDS = 4.0
-
-
-def _bad(key: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"scenario {key}={value!r} is not allowed; {key} must be {allowed}")
+# Scenario errors name the record: "scenario overlap=2.0 is not allowed; overlap must be ...".
+_OWNER = "scenario"
 
 
 @dataclass(frozen=True)
@@ -153,58 +151,57 @@ class Scenario:
 
     def __post_init__(self) -> None:
         for key, low in (("n_components", 2), ("n_features", 1), ("n_train", 1), ("n_test", 1)):
-            value = getattr(self, key)
-            if not is_int(value) or value < low:
-                raise _bad(key, value, f"an integer >= {low}")
-            object.__setattr__(self, key, int(value))
+            object.__setattr__(
+                self, key, check_int(key, getattr(self, key), minimum=low, owner=_OWNER)
+            )
         self._check_weights()
-        if self.covariance not in COVARIANCE_STRUCTURES:
-            raise _bad("covariance", self.covariance, f"one of {COVARIANCE_STRUCTURES}")
-        if self.misspecification not in MISSPECIFICATIONS:
-            raise _bad("misspecification", self.misspecification, f"one of {MISSPECIFICATIONS}")
-        reals = {
-            "condition_number": (lambda v: v >= 1, "a number >= 1"),
-            "overlap": (
-                lambda v: MIN_OVERLAP <= v < 1,
-                f"a number in [{MIN_OVERLAP}, 1) (Monte Carlo resolution)",
-            ),
-            "df": (lambda v: v > 2, "a number > 2 (the t covariance must exist)"),
-            "skewness": (math.isfinite, "a finite number"),
-            "outlier_fraction": (lambda v: 0 < v < 0.5, "a number in (0, 0.5)"),
+        check_choice("covariance", self.covariance, COVARIANCE_STRUCTURES, owner=_OWNER)
+        check_choice("misspecification", self.misspecification, MISSPECIFICATIONS, owner=_OWNER)
+        reals: dict[str, dict[str, Any]] = {
+            "condition_number": {"at_least": 1.0},
+            "overlap": {"at_least": MIN_OVERLAP, "below": 1.0, "reason": "Monte Carlo resolution"},
+            "df": {"above": 2.0, "reason": "the t covariance must exist"},
+            "skewness": {},
+            "outlier_fraction": {"above": 0.0, "below": 0.5},
         }
-        for key, (ok, allowed) in reals.items():
-            value = getattr(self, key)
-            if not is_real(value) or not math.isfinite(value) or not ok(value):
-                raise _bad(key, value, allowed)
-            object.__setattr__(self, key, float(value))
+        for key, bounds in reals.items():
+            object.__setattr__(
+                self, key, check_real(key, getattr(self, key), owner=_OWNER, **bounds)
+            )
         if self.condition_number != 1 and (self.covariance == "spherical" or self.n_features == 1):
-            raise _bad(
+            raise not_allowed(
                 "condition_number",
                 self.condition_number,
                 "1.0 for covariance='spherical' or n_features=1 (use 'diag' or 'full')",
+                owner=_OWNER,
             )
         if self.truth_seed is not None:
             if not is_int(self.truth_seed) or self.truth_seed < 0:
-                raise _bad("truth_seed", self.truth_seed, "None or a non-negative integer")
+                raise not_allowed(
+                    "truth_seed", self.truth_seed, "None or a non-negative integer", owner=_OWNER
+                )
             object.__setattr__(self, "truth_seed", int(self.truth_seed))
 
     def _check_weights(self) -> None:
         weights = self.weights
         if isinstance(weights, str):
             if weights not in WEIGHT_SCHEMES:
-                raise _bad("weights", weights, f"one of {WEIGHT_SCHEMES} or a tuple of floats")
+                listed = ", ".join(repr(w) for w in WEIGHT_SCHEMES)
+                raise not_allowed(
+                    "weights", weights, f"one of {listed} or a tuple of floats", owner=_OWNER
+                )
             return
         allowed = f"{WEIGHT_SCHEMES[0]!r}, {WEIGHT_SCHEMES[1]!r} or {self.n_components} "
         allowed += "positive numbers summing to 1"
         if not isinstance(weights, list | tuple) or not all(is_real(w) for w in weights):
-            raise _bad("weights", weights, allowed)
+            raise not_allowed("weights", weights, allowed, owner=_OWNER)
         values = tuple(float(w) for w in weights)
         if (
             len(values) != self.n_components
             or not all(w > 0 for w in values)
             or not math.isclose(sum(values), 1.0, abs_tol=1e-8)
         ):
-            raise _bad("weights", weights, allowed)
+            raise not_allowed("weights", weights, allowed, owner=_OWNER)
         object.__setattr__(self, "weights", values)
 
     @classmethod

@@ -4,11 +4,12 @@ A bootstrap of 999 refits of a small mixture is dominated by Python overhead if 
 iteration goes through :func:`workbench.em.em_step` (about a millisecond per step here,
 for a few microseconds of arithmetic). So a refit runs as one compiled loop: the E-step is
 the shared fused pass of :mod:`workbench.em._kernels` (the same compiled function
-``sufficient_statistics`` calls, so the density is written once), followed by a compiled
-transcription of :func:`workbench.em.m_step` and of the precision Cholesky factors of
-:func:`workbench.em._steps.safe_precisions_cholesky`, with the same ``10 * eps`` mass
-floor, ``reg_covar`` and collapse rule. ``tests/test_em_inference_bootstrap.py`` checks that
-a refit follows ``em_step`` iteration for iteration.
+``sufficient_statistics`` calls, so the density is written once), then the shared compiled
+M-step of that module (the one :func:`workbench.em.m_step` calls, with the same ``10 * eps``
+mass floor and ``reg_covar``), then a compiled transcription of the precision Cholesky
+factors of :func:`workbench.em._steps.safe_precisions_cholesky` with its collapse rule.
+``tests/test_em_inference_bootstrap.py`` checks that a refit follows ``em_step`` iteration
+for iteration.
 
 Convergence is the estimator's rule: stop when the mean log-likelihood changes by less
 than ``tol`` between iterations; the parameters returned are those of the last M-step.
@@ -21,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from workbench.em._kernels import _fused_pass
+from workbench.em._kernels import COVARIANCE_CODES, _fused_pass, _m_step_kernel
 
 __all__ = ["RefitResult", "refit"]
 
@@ -32,7 +33,6 @@ STATUS_NAMES = {
     COLLAPSED: "a component collapsed",
     NOT_FINITE: "non-finite log-likelihood",
 }
-_TYPE_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
 # A conditional variance below this fraction of the variance (a condition number above
 # about 1e12) counts as a collapse here, stricter than the estimator's absolute floor:
 # otherwise a draw whose component sits on d or fewer distinct rows is kept with a
@@ -146,60 +146,24 @@ def _em_loop(
         lower_bound = loglik / weight_sum
         if not np.isfinite(lower_bound):
             return it, NOT_FINITE
-        # M-step around the old means (the shift of the pass), as workbench.em.m_step.
-        nk = resp_sum + eps10
+        # The M-step around the old means, the shift of the pass.
+        nk, new_means, new_matrix, new_diag = _m_step_kernel(
+            resp_sum, first, second, means, kind, reg_covar, eps10
+        )
         total = np.sum(nk)
-        shift = means.copy()
         for c in range(k):
             weights[c] = nk[c] / total
             for a in range(d):
-                means[c, a] = (first[c, a] + resp_sum[c] * shift[c, a]) / nk[c]
-        if matrix:
-            tied = np.zeros((d, d))
-            for c in range(k):
-                for a in range(d):
-                    da = means[c, a] - shift[c, a]
-                    for b in range(a, d):
-                        db = means[c, b] - shift[c, b]
-                        scatter = (
-                            second[c, a, b]
-                            - da * first[c, b]
-                            - db * first[c, a]
-                            + resp_sum[c] * da * db
-                        )
-                        if kind == 0:
-                            value = scatter / nk[c] + (reg_covar if a == b else 0.0)
-                            cov_matrix[c, a, b] = value
-                            cov_matrix[c, b, a] = value
-                        else:
-                            extra = (nk[c] - resp_sum[c]) * means[c, a] * means[c, b]
-                            tied[a, b] += scatter + extra
-            if kind == 1:
-                for a in range(d):
-                    for b in range(a, d):
-                        value = tied[a, b] / total + (reg_covar if a == b else 0.0)
-                        for c in range(k):
-                            cov_matrix[c, a, b] = value
-                            cov_matrix[c, b, a] = value
-            for c in range(k):
+                means[c, a] = new_means[c, a]
+        for c in range(k):
+            if matrix:
+                # 'tied' has one covariance; every component gets it.
+                cov_matrix[c] = new_matrix[c if kind == 0 else 0]
                 if not _factor(cov_matrix[c], floor, prec_matrix[c]):
                     return it, COLLAPSED
-        else:
-            for c in range(k):
-                mean_var = 0.0
+            else:
                 for a in range(d):
-                    da = means[c, a] - shift[c, a]
-                    scatter = second[c, 0, a] - 2.0 * da * first[c, a] + resp_sum[c] * da * da
-                    var = (
-                        scatter / nk[c]
-                        + (nk[c] - resp_sum[c]) / nk[c] * means[c, a] ** 2
-                        + reg_covar
-                    )
-                    cov_diag[c, a] = var
-                    mean_var += var / d
-                for a in range(d):
-                    if kind == 3:
-                        cov_diag[c, a] = mean_var
+                    cov_diag[c, a] = new_diag[c, a if kind == 2 else 0]
                     lim = mean_floor if kind == 3 else floor[a]
                     if not cov_diag[c, a] > lim:
                         return it, COLLAPSED
@@ -243,7 +207,7 @@ def refit(
     -------
     RefitResult
     """
-    kind = _TYPE_CODES[covariance_type]
+    kind = COVARIANCE_CODES[covariance_type]
     k, d = means.shape
     weights = np.array(weights, dtype=np.float64)
     means = np.array(means, dtype=np.float64)

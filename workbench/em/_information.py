@@ -47,8 +47,9 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg.blas import dsyrk
+from scipy.special import logsumexp, softmax
 
-from workbench.mixture import component_log_prob, n_parameters
+from workbench.mixture import component_log_prob, n_parameters, to_full_covariances
 
 __all__ = [
     "Layout",
@@ -213,17 +214,6 @@ def reporting_jacobian(lay: Layout) -> np.ndarray:
     return jac
 
 
-def _dense_precisions(precisions_cholesky: np.ndarray, covariance_type: str, k: int, d: int):
-    if covariance_type == "full":
-        return precisions_cholesky @ np.swapaxes(precisions_cholesky, 1, 2)
-    if covariance_type == "tied":
-        return np.broadcast_to(precisions_cholesky @ precisions_cholesky.T, (k, d, d))
-    diag = np.broadcast_to(
-        (precisions_cholesky**2).reshape(k, -1), (k, d)
-    )  # spherical (K,) -> (K, d)
-    return diag[:, :, None] * np.eye(d)
-
-
 def _pair_trace(a_mat: np.ndarray, b_mat: np.ndarray, lay: Layout) -> np.ndarray:
     """``tr(E_p A E_q B)`` for every pair of covariance entries ``p, q``."""
     a, b = lay.pair_a[:, None], lay.pair_b[:, None]
@@ -272,7 +262,12 @@ def information_terms(
     k = means.shape[0]
     lay = layout(k, d, covariance_type)
     n_free = lay.n_free
-    precisions = _dense_precisions(prec_chol, covariance_type, k, d)
+    if covariance_type in ("full", "tied"):
+        precisions = prec_chol @ np.swapaxes(prec_chol, -1, -2)
+    else:
+        precisions = prec_chol**2
+    # Precisions come in the shapes of the covariances, so they expand to dense the same way.
+    precisions = to_full_covariances(precisions, covariance_type, k, d)
     pa, pb = lay.pair_a, lay.pair_b
     q = lay.reduce.shape[1]
     tied = covariance_type == "tied"
@@ -307,12 +302,11 @@ def information_terms(
     for start in range(0, n, block_rows):
         block = X[start : start + block_rows]
         m = block.shape[0]
+        # The log-likelihood and responsibilities of workbench.mixture.log_prob and
+        # workbench.mixture.responsibilities, from the same scipy functions.
         logf = component_log_prob(block, means, prec_chol, covariance_type) + log_weights
-        top = np.max(logf, axis=1, keepdims=True)
-        tau = np.exp(logf - top)
-        total = np.sum(tau, axis=1, keepdims=True)
-        log_likelihood += float(np.sum(np.log(total) + top))
-        tau /= total
+        log_likelihood += float(np.sum(logsumexp(logf, axis=1)))
+        tau = softmax(logf, axis=1)
         u = np.einsum("kab,nkb->nka", precisions, block[:, None, :] - means[None])
         g_cov = lay.half * (u[..., pa] * u[..., pb] - precisions[:, pa, pb][None])
         if spherical:

@@ -23,6 +23,9 @@ releases the GIL) and summed in block order, so the result is deterministic.
 The log density written out here is the scalar form of
 :func:`workbench.mixture.component_log_prob`; ``tests/test_em_kernels.py`` checks that the
 two agree.
+
+The M-step from these statistics is compiled here too, once: :func:`workbench.em.m_step`
+calls it, and so do the bootstrap refits, whose whole EM loop runs inside numba.
 """
 
 from __future__ import annotations
@@ -202,7 +205,106 @@ def _fused_pass(
         resp_sum += chunk_resp
         first += chunk_first
         second += chunk_second
+    if matrix:
+        # Only the upper triangle was accumulated.
+        for k in range(n_components):
+            for a in range(n_features):
+                for b in range(a + 1, n_features):
+                    second[k, b, a] = second[k, a, b]
     return resp_sum, first, second, loglik
+
+
+# Covariance types as the integer codes the compiled kernels take.
+COVARIANCE_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _m_step_kernel(resp_sum, first, second, shift, kind, reg_covar, mass_floor):
+    """Component masses, means and covariances from centred weighted statistics.
+
+    The one M-step: :func:`workbench.em.m_step` wraps it and the bootstrap refits of
+    :mod:`workbench.em._bootstrap` call it inside their compiled loop. It follows scikit-learn
+    in exact arithmetic (``mass_floor`` added to every mass, ``reg_covar`` to the diagonal)
+    and NumPy's order of operations, entry by entry, so the estimator's numbers do not
+    depend on which of the two calls it.
+
+    Parameters
+    ----------
+    resp_sum : ndarray of shape (n_components,)
+    first : ndarray of shape (n_components, n_features)
+    second : ndarray of shape (n_components, n_features, n_features) or (n_components, 1, d)
+        As the fused pass returns it: the symmetric matrix for 'full' and 'tied' (kind 0, 1),
+        its diagonal in row 0 for 'diag' and 'spherical' (kind 2, 3).
+    shift : ndarray of shape (n_components, n_features)
+    kind : int
+        ``COVARIANCE_CODES`` of the covariance type.
+    reg_covar, mass_floor : float
+
+    Returns
+    -------
+    nk : ndarray of shape (n_components,)
+        Masses including ``mass_floor`` (not normalised).
+    means : ndarray of shape (n_components, n_features)
+    cov_matrix : ndarray of shape (n_components, n_features, n_features), (1, d, d) or (0, 0, 0)
+        'full' covariances, the one 'tied' covariance, or empty for the other kinds.
+    cov_diag : ndarray of shape (n_components, n_features), (n_components, 1) or (0, 0)
+        'diag' variances, the one 'spherical' variance per component, or empty.
+    """
+    n_components, n_features = first.shape
+    nk = resp_sum + mass_floor
+    means = np.empty((n_components, n_features))
+    delta = np.empty((n_components, n_features))
+    for c in range(n_components):
+        for a in range(n_features):
+            means[c, a] = (first[c, a] + resp_sum[c] * shift[c, a]) / nk[c]
+            delta[c, a] = means[c, a] - shift[c, a]
+    if kind <= 1:
+        cov_matrix = np.zeros((n_components if kind == 0 else 1, n_features, n_features))
+        for c in range(n_components):
+            for a in range(n_features):
+                for b in range(n_features):
+                    # sum_i r (x - mu)(x - mu)^T expanded around the shift; every entry
+                    # on its own, in NumPy's order, so the matrix is what NumPy gives.
+                    scatter = (
+                        second[c, a, b]
+                        - delta[c, a] * first[c, b]
+                        - delta[c, b] * first[c, a]
+                        + resp_sum[c] * delta[c, a] * delta[c, b]
+                    )
+                    if kind == 0:
+                        cov_matrix[c, a, b] = scatter / nk[c]
+                    else:
+                        # scikit-learn computes (X^T X - sum_k nk mu mu^T) / sum(nk); the
+                        # (nk - R) term carries the mass floor that formula includes.
+                        extra = (nk[c] - resp_sum[c]) * means[c, a] * means[c, b]
+                        cov_matrix[0, a, b] += scatter + extra
+        total = np.sum(nk)
+        for c in range(cov_matrix.shape[0]):
+            for a in range(n_features):
+                for b in range(n_features):
+                    if kind == 1:
+                        cov_matrix[c, a, b] /= total
+                    if a == b:
+                        cov_matrix[c, a, b] += reg_covar
+        return nk, means, cov_matrix, np.zeros((0, 0))
+    variances = np.empty((n_components, n_features))
+    for c in range(n_components):
+        for a in range(n_features):
+            d = delta[c, a]
+            scatter = second[c, 0, a] - 2.0 * d * first[c, a] + resp_sum[c] * (d * d)
+            # Mirrors scikit-learn's E_r[x^2] - mu^2, including its mass-floor term.
+            variances[c, a] = (
+                scatter / nk[c] + ((nk[c] - resp_sum[c]) / nk[c]) * (means[c, a] * means[c, a])
+            ) + reg_covar
+    if kind == 2:
+        return nk, means, np.zeros((0, 0, 0)), variances
+    spherical = np.empty((n_components, 1))
+    for c in range(n_components):
+        total = 0.0
+        for a in range(n_features):
+            total += variances[c, a]
+        spherical[c, 0] = total / n_features
+    return nk, means, np.zeros((0, 0, 0)), spherical
 
 
 def sufficient_statistics(
@@ -295,10 +397,7 @@ def sufficient_statistics(
         resp_sum, first, second, loglik = (
             sum(values[1:], start=values[0]) for values in zip(*parts, strict=True)
         )
-    if matrix:
-        # Only the upper triangle was accumulated.
-        second = np.triu(second) + np.swapaxes(np.triu(second, 1), 1, 2)
-    else:
+    if not matrix:
         second = second[:, 0, :]
     weight_sum = float(n_samples) if sample_weight is None else float(np.sum(weights_arg))
     return SufficientStats(resp_sum, first, second, shift, float(loglik), weight_sum)

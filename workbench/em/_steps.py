@@ -16,7 +16,12 @@ from typing import NamedTuple
 import numpy as np
 from scipy import linalg
 
-from workbench.em._kernels import SufficientStats, sufficient_statistics
+from workbench.em._kernels import (
+    COVARIANCE_CODES,
+    SufficientStats,
+    _m_step_kernel,
+    sufficient_statistics,
+)
 from workbench.mixture import precisions_cholesky_from_covariances
 
 __all__ = [
@@ -95,36 +100,21 @@ def m_step(
     covariances : ndarray
         Shaped by ``covariance_type``.
     """
-    resp_sum, first, second, shift = stats.resp_sum, stats.first, stats.second, stats.shift
-    nk = resp_sum + 10 * np.finfo(dtype).eps
-    means = (first + resp_sum[:, None] * shift) / nk[:, None]
-    delta = means - shift
-    n_features = means.shape[1]
-    if covariance_type in ("full", "tied"):
-        # sum_i r (x - mu)(x - mu)^T expanded around the shift: exact in exact arithmetic.
-        cross = delta[:, :, None] * first[:, None, :]
-        scatter = (
-            second
-            - cross
-            - np.swapaxes(cross, 1, 2)
-            + resp_sum[:, None, None] * delta[:, :, None] * delta[:, None, :]
-        )
-        if covariance_type == "full":
-            covariances = scatter / nk[:, None, None]
-            covariances += reg_covar * np.eye(n_features)
-        else:
-            # scikit-learn computes (X^T X - sum_k nk mu mu^T) / sum(nk); the (nk - R) term
-            # carries the eps floor that formula includes.
-            extra = (nk - resp_sum)[:, None, None] * means[:, :, None] * means[:, None, :]
-            covariances = np.sum(scatter + extra, axis=0) / np.sum(nk)
-            covariances += reg_covar * np.eye(n_features)
+    nk, means, cov_matrix, cov_diag = _m_step_kernel(
+        stats.resp_sum,
+        stats.first,
+        # The kernel takes the fused pass's layout: a diagonal is row 0 of a matrix.
+        stats.second if stats.second.ndim == 3 else stats.second[:, None, :],
+        stats.shift,
+        COVARIANCE_CODES[covariance_type],
+        float(reg_covar),
+        float(10 * np.finfo(dtype).eps),
+    )
+    if covariance_type in ("full", "diag"):
+        covariances = cov_matrix if covariance_type == "full" else cov_diag
     else:
-        scatter = second - 2.0 * delta * first + resp_sum[:, None] * delta**2
-        # Mirrors scikit-learn's E_r[x^2] - mu^2, including its eps-floor term.
-        covariances = scatter / nk[:, None] + ((nk - resp_sum) / nk)[:, None] * means**2
-        covariances += reg_covar
-        if covariance_type == "spherical":
-            covariances = covariances.mean(axis=1)
+        # One shared covariance ('tied') or one variance per component ('spherical').
+        covariances = cov_matrix[0] if covariance_type == "tied" else cov_diag[:, 0]
     return nk.astype(dtype), means.astype(dtype), covariances.astype(dtype)
 
 
