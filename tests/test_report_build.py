@@ -44,6 +44,7 @@ SCENARIOS = [
 ]
 REPLICATIONS = 4
 LEVELS = (0.5, 0.9)
+BIAS_FIGURES = ("bias-weight.png", "bias-mean.png", "bias-covariance.png")
 
 
 def _perturbed(truth: MixtureParams, rng: np.random.Generator, scale: float) -> MixtureParams:
@@ -254,8 +255,11 @@ def test_report_writes_html_markdown_tables_and_figures(report):
     for name in ("metrics", "recovery", "coverage", "flagged", "fit_diagnostics"):
         assert (out / "tables" / f"{name}.csv").is_file(), name
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
-    # one coverage figure per condition
-    assert "bias.png" in figures and {"coverage-c000.png", "coverage-c001.png"} <= set(figures)
+    # one bias figure per parameter type (its conditions side by side), one coverage
+    # figure per condition
+    assert {"bias-weight.png", "bias-mean.png", "bias-covariance.png"} <= set(figures)
+    assert not any(name.startswith("bias") and name not in BIAS_FIGURES for name in figures)
+    assert {"coverage-c000.png", "coverage-c001.png"} <= set(figures)
     # replication 0 of each condition is kept: data, EM and posterior plots for both
     for stem in ("c000-r0000", "c001-r0000"):
         assert f"data-{stem}.png" in figures
@@ -267,7 +271,8 @@ def test_report_writes_html_markdown_tables_and_figures(report):
         assert (out / src).is_file()
     assert "under DGP" not in html  # well specified: DGP = truth, not repeated
     markdown = (out / "report.md").read_text()
-    assert "![" in markdown and "figures/bias.png" in markdown
+    assert "![" in markdown
+    assert all(f"figures/{name}" in markdown and f"figures/{name}" in html for name in BIAS_FIGURES)
 
 
 def test_loglik_numbers_equal_the_store(stored_study, report):
@@ -538,7 +543,7 @@ def test_em_only_misspecified_study(tmp_path):
     index = build_report(directory)
     figures = {p.name for p in (directory / "figures").glob("*.png")}
     assert figures == {
-        "bias.png",
+        *BIAS_FIGURES,
         "coverage-c000.png",  # EM's Wald intervals
         "data-c000-r0000.png",
         "em-c000-r0000.png",

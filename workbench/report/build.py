@@ -47,6 +47,10 @@ __all__ = ["build_report"]
 #: Resolution and palette size of the PNG figures: sharp on screen, small on disk.
 FIGURE_DPI = 90
 PNG_COLORS = 128
+#: Largest figures of the recovery section: conditions in one bias figure (three rows of
+#: three panels), parameters in one coverage figure (beyond it, one per parameter type).
+_PANELS_PER_FIGURE = 9
+_ROWS_PER_FIGURE = 30
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("workbench.report", "templates"),
     autoescape=jinja2.select_autoescape(["html"]),
@@ -269,31 +273,50 @@ class _Report:
         self._csv(recovery, "recovery")
         self._csv(coverage, "coverage")
         figures = []
-        if len(recovery):
-            figures.append(
-                self._save(
-                    plots.plot_bias(recovery),
-                    "bias",
-                    "Forest plot of bias per parameter, condition and method",
-                    "Bias of each parameter (estimate minus truth, averaged over replications) "
-                    "with ±1.96 Monte Carlo SE. Bayes is the posterior mean.",
+        # Bias: one figure per parameter type, its conditions side by side on one x scale;
+        # a study with many conditions gets several figures of at most _PANELS_PER_FIGURE.
+        for kind, group in _by_kind(recovery):
+            ids = sorted(group["condition_id"].unique())
+            parts = [
+                ids[i : i + _PANELS_PER_FIGURE] for i in range(0, len(ids), _PANELS_PER_FIGURE)
+            ]
+            for part in parts:
+                suffix = "" if len(parts) == 1 else f"-c{part[0]:03d}"
+                shown = ", ".join(self.labels[c] for c in part) if len(parts) > 1 else ""
+                figures.append(
+                    self._save(
+                        plots.plot_bias(group[group["condition_id"].isin(part)]),
+                        f"bias-{kind}{suffix}",
+                        f"Forest plot of the bias of the {kind} parameters per condition and "
+                        "method",
+                        f"Bias of each {kind} parameter (estimate minus truth, averaged over "
+                        "replications) with ±1.96 Monte Carlo SE"
+                        + (f", for {shown}" if shown else "")
+                        + ". Bayes is the posterior mean.",
+                    )
                 )
-            )
-        # One coverage figure per condition: with EM's interval methods beside the
-        # posterior's, a figure of every condition would be too tall to read.
+        # Coverage: one figure per condition (EM's interval methods beside the posterior's
+        # make every condition in one figure too tall to read), and per parameter type
+        # when a condition has more parameters than a figure shows legibly.
         for condition_id, group in coverage.groupby("condition_id", sort=True):
             label = self.labels[condition_id]
-            figures.append(
-                self._save(
-                    plots.plot_coverage(group),
-                    f"coverage-c{condition_id:03d}",
-                    f"Coverage of credible and confidence intervals per parameter, {label}",
-                    f"{label}: share of replications whose interval contains the truth, with "
-                    "±1.96 MCSE, one marker per interval method (EM vermillion, Bayes blue). "
-                    "The black line is the nominal level; the grey band is where exactly "
-                    "calibrated intervals would fall 95% of the time.",
+            if group["parameter"].nunique() <= _ROWS_PER_FIGURE:
+                parts = [("", group)]
+            else:
+                parts = [(f"-{kind}", part) for kind, part in _by_kind(group)]
+            for suffix, part in parts:
+                what = f" of the {suffix[1:]} parameters" if suffix else ""
+                figures.append(
+                    self._save(
+                        plots.plot_coverage(part),
+                        f"coverage-c{condition_id:03d}{suffix}",
+                        f"Coverage of credible and confidence intervals{what}, {label}",
+                        f"{label}: share of replications whose interval contains the truth"
+                        f"{what}, with ±1.96 MCSE, one marker per interval method (EM "
+                        "vermillion, Bayes blue). The black line is the nominal level; the grey "
+                        "band is where exactly calibrated intervals would fall 95% of the time.",
+                    )
                 )
-            )
         headline = tables.headline_interval(coverage)
         result = []
         for condition_id, group in recovery.groupby("condition_id", sort=True):
@@ -733,6 +756,12 @@ class _Report:
             for bound in ("lower", "upper")
         }
         return plots.EMInterval(bounds["lower"], bounds["upper"], f"EM {kind} {level:.0%}"), level
+
+
+def _by_kind(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The rows of each parameter type (``kind``): weights, then means, then covariances."""
+    groups = [(str(kind), group) for kind, group in frame.groupby("kind")]
+    return sorted(groups, key=lambda g: min(map(plots.parameter_sort_key, g[1]["parameter"])))
 
 
 # Parameter groups of the SBC ECDF plots, by the kinds of workbench.bayes.calibration.

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from workbench.bayes.calibration import RankTable
+from workbench.report.plots import _fixed_margins
 
 __all__ = ["fractional_ranks", "plot_rank_histograms", "plot_sbc_ecdf"]
 
@@ -107,7 +108,7 @@ def plot_sbc_ecdf(
         ax.set_axis_off()
     fig.supxlabel("fractional rank")
     fig.supylabel(f"ECDF difference ({envelope_prob:.0%} simultaneous band)")
-    fig.tight_layout()
+    _fixed_margins(fig, left=0.85, top=0.3, bottom=0.6, gap_w=0.15, gap_h=0.35)
     return fig
 
 
@@ -162,5 +163,5 @@ def plot_rank_histograms(
         ax.set_axis_off()
     fig.supxlabel(f"rank bin (of {n_bins})")
     fig.supylabel(f"simulations (of {n})")
-    fig.tight_layout()
+    _fixed_margins(fig, left=0.8, top=0.3, bottom=0.4, gap_w=0.45, gap_h=0.35)
     return fig
