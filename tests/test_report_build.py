@@ -496,6 +496,19 @@ def test_selection_can_name_fits_and_rejects_unknown_ones(stored_study, report, 
         build_report(stored_study, output_dir=tmp_path, selected=[(5, 0)])
 
 
+def test_figures_drawn_by_worker_processes_equal_those_drawn_here(stored_study, report, tmp_path):
+    out = tmp_path / "workers"
+    index = build_report(stored_study, output_dir=out, workers=2)
+    here = sorted(p.name for p in (report.parent / "figures").glob("*.png"))
+    there = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert here == there and len(here) >= 8
+    for name in here:
+        assert (out / "figures" / name).read_bytes() == (
+            report.parent / "figures" / name
+        ).read_bytes(), name
+    assert index.read_text() == report.read_text()
+
+
 def test_cli_select_picks_the_detailed_fits(stored_study, tmp_path, capsys):
     from workbench.cli import main
 

@@ -196,8 +196,10 @@ def _fixed_margins(
     a layout engine, which measures every text on every draw.
     """
     width, height = fig.get_size_inches()
-    gridspec = fig.axes[0].get_subplotspec().get_gridspec()
-    n_rows, n_cols = gridspec.get_geometry()
+    spec = fig.axes[0].get_subplotspec()
+    if spec is None:
+        raise ValueError("the figure's axes must come from one grid (plt.subplots)")
+    n_rows, n_cols = spec.get_gridspec().get_geometry()
     panel_w = (width - left - right - (n_cols - 1) * gap_w) / n_cols
     panel_h = (height - top - bottom - (n_rows - 1) * gap_h) / n_rows
     fig.subplots_adjust(
@@ -265,7 +267,7 @@ def _dodged_points(
 ) -> None:
     """Points with horizontal error bars, one row per label, groups dodged vertically.
 
-    ``labels=False`` leaves the rows unlabelled (a panel to the left names them).
+    ``labels=False`` hides the row labels (a panel to the left shows them).
     """
     if (markers is None) != (marker_col is None):
         raise ValueError("give markers and marker_col together, or neither")
@@ -296,7 +298,8 @@ def _dodged_points(
             capsize=2,
             linewidth=1.2,
         )
-    ax.set_yticks(range(len(rows)), rows if labels else [])
+    ax.set_yticks(range(len(rows)), rows)
+    ax.tick_params(axis="y", labelleft=labels)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     # A fixed number of x ticks: the default asks every axis how many labels would fit.
     ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(nbins=4))
@@ -393,7 +396,7 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96, col_wrap: int = 3) -> F
         )
         ax.set_xlim(limits[kind])
         title = [condition] * (len(conditions) > 1) + [kind] * (len(kinds) > 1)
-        ax.set_title("\n".join(title), fontsize=8, loc="left")
+        ax.set_title("\n".join(title), fontsize=8, loc="left", y=1.0)
     for ax in axes.flat[len(panels) :]:
         ax.set_axis_off()
     if len(kinds) == 1:
@@ -523,7 +526,7 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
                 labels=j == 0,
             )
             ax.set_xlim(left[level], 1.03)
-            ax.set_title(f"nominal {level:.0%}", fontsize=8)
+            ax.set_title(f"nominal {level:.0%}", fontsize=8, y=1.0)
         # the row's title: above the panel titles, at the left edge of the figure
         top = axes[i, 0].get_position().y1
         fig.text(
@@ -676,8 +679,10 @@ def plot_posterior_vs_point(
     fig = pc.viz["figure"].item()
     for ax in fig.axes:
         ax.set_yticks([])
-        ax.set_xlabel("value", fontsize=8)
-        ax.title.set_fontsize(9)
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(nbins=4))
+        ax.tick_params(labelsize=8)
+        # a fixed title position: matplotlib otherwise measures the axis on every draw
+        ax.set_title(ax.get_title(), fontsize=9, y=1.0)
     handles = [
         Line2D(
             [],
@@ -708,8 +713,8 @@ def plot_posterior_vs_point(
         frameon=False,
         fontsize=8,
     )
-    # room for the titles above and the tick labels and x label below each panel
-    _fixed_margins(fig, left=0.2, top=0.3, bottom=0.75, gap_w=0.3, gap_h=0.8)
+    # room for the titles above and the tick labels below each panel
+    _fixed_margins(fig, left=0.2, top=0.3, bottom=0.65, gap_w=0.3, gap_h=0.6)
     return pc
 
 
@@ -993,7 +998,7 @@ def plot_em_trace(
     if truth is not None:
         handles.append(Line2D([], [], color=ROLE_COLORS["truth"], label="truth"))
     ax.legend(handles=handles, frameon=False, fontsize=7)
-    ax.set_title("components moving", fontsize=10)
+    ax.set_title("components moving", fontsize=10, y=1.0)
     return fig
 
 
@@ -1078,7 +1083,7 @@ def plot_selection_accuracy(
         if log_x:
             ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
-        ax.set_title(criterion.upper() if len(criterion) <= 3 else criterion, fontsize=10)
+        ax.set_title(criterion.upper() if len(criterion) <= 3 else criterion, fontsize=10, y=1.0)
         ax.set_xlabel(factor)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("share choosing the true K")
@@ -1138,7 +1143,7 @@ def plot_selection_curves(scores: pd.DataFrame, *, true_k: int) -> Figure:
     ax.axvline(true_k, color=ROLE_COLORS["truth"], linewidth=0.8)
     ax.set_xlabel("K")
     ax.set_ylabel("criterion (lower is better)")
-    ax.set_title("EM: BIC and ICL", fontsize=10)
+    ax.set_title("EM: BIC and ICL", fontsize=10, y=1.0)
     ax.legend(fontsize=8, frameon=False)
     if not bayes.empty:
         ax = axes[1]
@@ -1165,5 +1170,5 @@ def plot_selection_curves(scores: pd.DataFrame, *, true_k: int) -> Figure:
         ax.axvline(true_k, color=ROLE_COLORS["truth"], linewidth=0.8)
         ax.set_xlabel("K")
         ax.set_ylabel("PSIS-LOO elpd (higher is better)")
-        ax.set_title("Bayes: elpd ± 1 SE", fontsize=10)
+        ax.set_title("Bayes: elpd ± 1 SE", fontsize=10, y=1.0)
     return fig
