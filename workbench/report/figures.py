@@ -81,11 +81,14 @@ def _start_worker() -> None:
 class FigureWriter:
     """Writes figures as they are submitted; ``close`` (or leaving the ``with``) waits.
 
+    This process draws a figure itself when every worker is busy (or still starting),
+    so the work is shared without guessing how long each figure takes.
+
     Parameters
     ----------
     workers : int
-        Worker processes. 0 or 1 draws every figure in this process, when it is
-        submitted.
+        Processes drawing figures, this one included: ``workers - 1`` worker processes
+        are started. 0 or 1 draws every figure here, when it is submitted.
 
     Raises
     ------
@@ -96,19 +99,21 @@ class FigureWriter:
     def __init__(self, workers: int) -> None:
         self._pending: list[Future[None]] = []
         self._pool: ProcessPoolExecutor | None = None
-        if workers > 1:
+        self._n_workers = max(workers - 1, 0)
+        if self._n_workers:
             self._pool = ProcessPoolExecutor(
-                workers,
+                self._n_workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
             )
-            # A spawn pool starts a process per submission until it has ``workers``; start
-            # them now, so that their imports overlap with reading the store.
-            self._pending = [self._pool.submit(_start_worker) for _ in range(workers)]
+            # A spawn pool starts a process per submission until it is full; start them
+            # now, so that their imports overlap with reading the store.
+            self._pending = [self._pool.submit(_start_worker) for _ in range(self._n_workers)]
 
     def submit(self, plot: Plot, path: str | Path) -> None:
-        """Draw ``plot`` into ``path``, now or in a worker."""
-        if self._pool is None:
+        """Draw ``plot`` into ``path``: in an idle worker, else now, in this process."""
+        busy = sum(not future.done() for future in self._pending)
+        if self._pool is None or busy >= self._n_workers:
             render_png(plot, path)
         else:
             self._pending.append(self._pool.submit(render_png, plot, path))
