@@ -1127,7 +1127,7 @@ def plot_selection_curves(scores: pd.DataFrame, *, true_k: int) -> Figure:
     panels = 1 + int(not bayes.empty)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.3))
     axes = np.atleast_1d(axes)
-    _fixed_margins(fig, left=0.9, top=0.3, bottom=0.55, gap_w=0.95)
+    _fixed_margins(fig, left=0.9, right=0.35, top=0.3, bottom=0.55, gap_w=0.95)
     ax = axes[0]
     styles = ("-", "--", ":", "-.")
     for i, (cov, rows) in enumerate(em.groupby("covariance_type", sort=False)):
