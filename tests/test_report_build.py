@@ -496,6 +496,25 @@ def test_selection_can_name_fits_and_rejects_unknown_ones(stored_study, report, 
         build_report(stored_study, output_dir=tmp_path, selected=[(5, 0)])
 
 
+def test_large_studies_split_bias_by_conditions_and_coverage_by_parameter_type(
+    stored_study, tmp_path, monkeypatch
+):
+    from workbench.report import build
+
+    # as if the study had more conditions and parameters than one figure shows legibly
+    monkeypatch.setattr(build, "_PANELS_PER_FIGURE", 1)
+    monkeypatch.setattr(build, "_ROWS_PER_FIGURE", 2)
+    index = build_report(stored_study, output_dir=tmp_path)
+    figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
+    kinds = ("weight", "mean", "covariance")
+    expected = {f"bias-{kind}-c{c:03d}.png" for kind in kinds for c in (0, 1)}
+    expected |= {f"coverage-c{c:03d}-{kind}.png" for kind in kinds for c in (0, 1)}
+    assert {name for name in figures if name.startswith(("bias", "coverage"))} == expected
+    html = index.read_text()
+    assert all(f"figures/{name}" in html for name in expected)
+    assert "of the covariance parameters, K2 d2" in html
+
+
 def test_figures_drawn_by_worker_processes_equal_those_drawn_here(stored_study, report, tmp_path):
     out = tmp_path / "workers"
     index = build_report(stored_study, output_dir=out, workers=2)
