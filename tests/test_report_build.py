@@ -44,6 +44,7 @@ SCENARIOS = [
 ]
 REPLICATIONS = 4
 LEVELS = (0.5, 0.9)
+BIAS_FIGURES = ("bias-weight.png", "bias-mean.png", "bias-covariance.png")
 
 
 def _perturbed(truth: MixtureParams, rng: np.random.Generator, scale: float) -> MixtureParams:
@@ -254,8 +255,11 @@ def test_report_writes_html_markdown_tables_and_figures(report):
     for name in ("metrics", "recovery", "coverage", "flagged", "fit_diagnostics"):
         assert (out / "tables" / f"{name}.csv").is_file(), name
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
-    # one coverage figure per condition
-    assert "bias.png" in figures and {"coverage-c000.png", "coverage-c001.png"} <= set(figures)
+    # one bias figure per parameter type (its conditions side by side), one coverage
+    # figure per condition
+    assert {"bias-weight.png", "bias-mean.png", "bias-covariance.png"} <= set(figures)
+    assert not any(name.startswith("bias") and name not in BIAS_FIGURES for name in figures)
+    assert {"coverage-c000.png", "coverage-c001.png"} <= set(figures)
     # replication 0 of each condition is kept: data, EM and posterior plots for both
     for stem in ("c000-r0000", "c001-r0000"):
         assert f"data-{stem}.png" in figures
@@ -267,7 +271,8 @@ def test_report_writes_html_markdown_tables_and_figures(report):
         assert (out / src).is_file()
     assert "under DGP" not in html  # well specified: DGP = truth, not repeated
     markdown = (out / "report.md").read_text()
-    assert "![" in markdown and "figures/bias.png" in markdown
+    assert "![" in markdown
+    assert all(f"figures/{name}" in markdown and f"figures/{name}" in html for name in BIAS_FIGURES)
 
 
 def test_loglik_numbers_equal_the_store(stored_study, report):
@@ -491,6 +496,38 @@ def test_selection_can_name_fits_and_rejects_unknown_ones(stored_study, report, 
         build_report(stored_study, output_dir=tmp_path, selected=[(5, 0)])
 
 
+def test_large_studies_split_bias_by_conditions_and_coverage_by_parameter_type(
+    stored_study, tmp_path, monkeypatch
+):
+    from workbench.report import build
+
+    # as if the study had more conditions and parameters than one figure shows legibly
+    monkeypatch.setattr(build, "_PANELS_PER_FIGURE", 1)
+    monkeypatch.setattr(build, "_ROWS_PER_FIGURE", 2)
+    index = build_report(stored_study, output_dir=tmp_path)
+    figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
+    kinds = ("weight", "mean", "covariance")
+    expected = {f"bias-{kind}-c{c:03d}.png" for kind in kinds for c in (0, 1)}
+    expected |= {f"coverage-c{c:03d}-{kind}.png" for kind in kinds for c in (0, 1)}
+    assert {name for name in figures if name.startswith(("bias", "coverage"))} == expected
+    html = index.read_text()
+    assert all(f"figures/{name}" in html for name in expected)
+    assert "of the covariance parameters, K2 d2" in html
+
+
+def test_figures_drawn_by_worker_processes_equal_those_drawn_here(stored_study, report, tmp_path):
+    out = tmp_path / "workers"
+    index = build_report(stored_study, output_dir=out, workers=2)
+    here = sorted(p.name for p in (report.parent / "figures").glob("*.png"))
+    there = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert here == there and len(here) >= 8
+    for name in here:
+        assert (out / "figures" / name).read_bytes() == (
+            report.parent / "figures" / name
+        ).read_bytes(), name
+    assert index.read_text() == report.read_text()
+
+
 def test_cli_select_picks_the_detailed_fits(stored_study, tmp_path, capsys):
     from workbench.cli import main
 
@@ -538,7 +575,7 @@ def test_em_only_misspecified_study(tmp_path):
     index = build_report(directory)
     figures = {p.name for p in (directory / "figures").glob("*.png")}
     assert figures == {
-        "bias.png",
+        *BIAS_FIGURES,
         "coverage-c000.png",  # EM's Wald intervals
         "data-c000-r0000.png",
         "em-c000-r0000.png",

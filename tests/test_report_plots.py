@@ -64,7 +64,8 @@ def test_bias_points_and_error_bars_match_the_summary():
     for i, condition in enumerate(("easy", "hard")):
         for j, kind in enumerate(("weight", "mean")):
             ax = axes[i, j]
-            assert ax.get_title() == kind
+            # several conditions and kinds: each panel's title names both
+            assert ax.get_title(loc="left") == f"{condition}\n{kind}"
             bars = _errorbars(ax)
             assert len(bars) == 2
             for bar, method in zip(bars, ("em", "bayes"), strict=True):
@@ -82,8 +83,23 @@ def test_bias_points_and_error_bars_match_the_summary():
                 np.testing.assert_allclose(widths, 2 * 1.96 * expected["bias_mcse"])
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["em", "bayes"]
-    row_titles = [sub.get_suptitle() for sub in fig.subfigs]
-    assert row_titles == ["easy", "hard"]
+
+
+def test_bias_of_one_kind_puts_the_conditions_side_by_side_on_one_scale():
+    summary = _bias_summary()
+    fig = plots.plot_bias(summary[summary["kind"] == "weight"])
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["easy", "hard"]
+    assert "weight" in [t.get_text() for t in fig.texts]
+    # one x range for the kind, holding zero and every error bar of both conditions
+    limits = {ax.get_xlim() for ax in fig.axes}
+    assert len(limits) == 1
+    (low, high), weights = limits.pop(), summary[summary["kind"] == "weight"]
+    assert low < 0.0 < high
+    assert high > (weights["bias"] + 1.96 * weights["bias_mcse"]).max()
+    # the figure grows with its panels instead of squeezing them
+    fig_wide = plots.plot_bias(summary, col_wrap=4)
+    assert fig_wide.get_figwidth() > fig.get_figwidth()
+    assert fig_wide.get_layout_engine() is None
 
 
 def test_bias_needs_its_columns():
@@ -114,6 +130,12 @@ def test_coverage_band_is_the_monte_carlo_band_of_the_nominal_level():
                     }
                 )
     fig = plots.plot_coverage(pd.DataFrame(rows))
+    assert "c" in [t.get_text() for t in fig.texts]  # the condition names its row
+    # the level panels list the same parameters, named in the first one only
+    first, second = fig.axes[:2]
+    assert [t.get_text() for t in first.get_yticklabels()] == ["weight[0]", "mean[0,0]"]
+    assert not any(tick.label1.get_visible() for tick in second.yaxis.get_major_ticks())
+    np.testing.assert_array_equal(first.get_yticks(), second.get_yticks())
     for ax, level in zip(fig.axes[:2], (0.5, 0.9), strict=True):
         band = [p for p in ax.patches if p.get_width() < 1][0]
         half = 1.96 * np.sqrt(level * (1 - level) / 40)

@@ -16,7 +16,6 @@ estimate and the truth, and EM's lower bound and components moving.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -25,18 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import matplotlib
 import numpy as np
 import pandas as pd
 import xarray as xr
 from arviz_base.labels import NoVarLabeller
-from matplotlib.figure import Figure
-from PIL import Image
 
 from workbench.align import align_posterior
 from workbench.bayes.priors import BayesPriors
 from workbench.mixture import MixtureParams, flatten_parameters, parameter_names
-from workbench.report import calibration_plots, calibration_tables, plots, tables
+from workbench.report import plots, tables
+from workbench.report.figures import FigureWriter, Plot
 from workbench.simulate import Scenario
 from workbench.study.locate import stored_study_directory
 from workbench.study.seeds import PriorTruth, regenerate_dataset
@@ -44,9 +41,10 @@ from workbench.study.store import DrawsUnavailableError, StoreError, StudyStore,
 
 __all__ = ["build_report"]
 
-#: Resolution and palette size of the PNG figures: sharp on screen, small on disk.
-FIGURE_DPI = 90
-PNG_COLORS = 128
+#: Largest figures of the recovery section: conditions in one bias figure (three rows of
+#: three panels), parameters in one coverage figure (beyond it, one per parameter type).
+_PANELS_PER_FIGURE = 9
+_ROWS_PER_FIGURE = 30
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("workbench.report", "templates"),
     autoescape=jinja2.select_autoescape(["html"]),
@@ -103,6 +101,7 @@ def build_report(
     *,
     output_dir: str | os.PathLike[str] | None = None,
     selected: Sequence[tuple[int, int]] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write the comparison report of a stored study and return the path of its HTML page.
 
@@ -117,6 +116,9 @@ def build_report(
         Fits that get the detailed plots. Default: per condition, the first replication
         whose data and draws were kept (``[output] keep_draws``), else the first stored
         one.
+    workers : int, default 1
+        Processes drawing the figures side by side; 0 or 1 draws them in this process,
+        which was faster on a busy 2-core machine (see :mod:`workbench.report.figures`).
 
     Returns
     -------
@@ -133,8 +135,8 @@ def build_report(
     out = directory if output_dir is None else Path(output_dir)
     ensure_folder(out / "figures")
     ensure_folder(out / "tables")
-    with StudyStore(directory) as store:
-        report = _Report(store, out)
+    with FigureWriter(workers) as writer, StudyStore(directory) as store:
+        report = _Report(store, out, writer)
         context = report.context(selected)
     # Figures of an earlier build that this one did not draw (another selection) would be
     # stale files next to the report; remove them.
@@ -150,9 +152,10 @@ def build_report(
 class _Report:
     """Reads the store once and turns it into the template's context."""
 
-    def __init__(self, store: StudyStore, out: Path) -> None:
+    def __init__(self, store: StudyStore, out: Path, writer: FigureWriter) -> None:
         self.store = store
         self.out = out
+        self.writer = writer
         self.meta = store.metadata()
         self.config = json.loads(self.meta["config"])
         self.conditions = store.conditions()
@@ -175,18 +178,9 @@ class _Report:
     def _csv(self, frame: pd.DataFrame, name: str) -> None:
         frame.to_csv(self.out / "tables" / f"{name}.csv", index=False)
 
-    def _save(self, fig: Figure, name: str, alt: str, caption: str) -> _Figure:
+    def _save(self, plot: Plot, name: str, alt: str, caption: str) -> _Figure:
         rel = f"figures/{name}.png"
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=FIGURE_DPI)
-        matplotlib.pyplot.close(fig)
-        # A palette of 128 colours looks the same as the full-colour plot and is a third of
-        # the size, which keeps committed example reports small.
-        with Image.open(buffer) as image:
-            palette = image.convert("RGB").quantize(
-                colors=PNG_COLORS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
-            )
-        palette.save(self.out / rel, optimize=True)
+        self.writer.submit(plot, self.out / rel)
         self.saved.add(f"{name}.png")
         return _Figure(rel, alt, caption)
 
@@ -269,31 +263,50 @@ class _Report:
         self._csv(recovery, "recovery")
         self._csv(coverage, "coverage")
         figures = []
-        if len(recovery):
-            figures.append(
-                self._save(
-                    plots.plot_bias(recovery),
-                    "bias",
-                    "Forest plot of bias per parameter, condition and method",
-                    "Bias of each parameter (estimate minus truth, averaged over replications) "
-                    "with ±1.96 Monte Carlo SE. Bayes is the posterior mean.",
+        # Bias: one figure per parameter type, its conditions side by side on one x scale;
+        # a study with many conditions gets several figures of at most _PANELS_PER_FIGURE.
+        for kind, group in _by_kind(recovery):
+            ids = sorted(group["condition_id"].unique())
+            parts = [
+                ids[i : i + _PANELS_PER_FIGURE] for i in range(0, len(ids), _PANELS_PER_FIGURE)
+            ]
+            for part in parts:
+                suffix = "" if len(parts) == 1 else f"-c{part[0]:03d}"
+                shown = ", ".join(self.labels[c] for c in part) if len(parts) > 1 else ""
+                figures.append(
+                    self._save(
+                        Plot(plots.plot_bias, (group[group["condition_id"].isin(part)],)),
+                        f"bias-{kind}{suffix}",
+                        f"Forest plot of the bias of the {kind} parameters per condition and "
+                        "method",
+                        f"Bias of each {kind} parameter (estimate minus truth, averaged over "
+                        "replications) with ±1.96 Monte Carlo SE"
+                        + (f", for {shown}" if shown else "")
+                        + ". Bayes is the posterior mean.",
+                    )
                 )
-            )
-        # One coverage figure per condition: with EM's interval methods beside the
-        # posterior's, a figure of every condition would be too tall to read.
+        # Coverage: one figure per condition (EM's interval methods beside the posterior's
+        # make every condition in one figure too tall to read), and per parameter type
+        # when a condition has more parameters than a figure shows legibly.
         for condition_id, group in coverage.groupby("condition_id", sort=True):
             label = self.labels[condition_id]
-            figures.append(
-                self._save(
-                    plots.plot_coverage(group),
-                    f"coverage-c{condition_id:03d}",
-                    f"Coverage of credible and confidence intervals per parameter, {label}",
-                    f"{label}: share of replications whose interval contains the truth, with "
-                    "±1.96 MCSE, one marker per interval method (EM vermillion, Bayes blue). "
-                    "The black line is the nominal level; the grey band is where exactly "
-                    "calibrated intervals would fall 95% of the time.",
+            if group["parameter"].nunique() <= _ROWS_PER_FIGURE:
+                pieces = [("", group)]
+            else:
+                pieces = [(f"-{kind}", part) for kind, part in _by_kind(group)]
+            for suffix, part in pieces:
+                what = f" of the {suffix[1:]} parameters" if suffix else ""
+                figures.append(
+                    self._save(
+                        Plot(plots.plot_coverage, (part,)),
+                        f"coverage-c{condition_id:03d}{suffix}",
+                        f"Coverage of credible and confidence intervals{what}, {label}",
+                        f"{label}: share of replications whose interval contains the truth"
+                        f"{what}, with ±1.96 MCSE, one marker per interval method (EM "
+                        "vermillion, Bayes blue). The black line is the nominal level; the grey "
+                        "band is where exactly calibrated intervals would fall 95% of the time.",
+                    )
                 )
-            )
         headline = tables.headline_interval(coverage)
         result = []
         for condition_id, group in recovery.groupby("condition_id", sort=True):
@@ -362,6 +375,9 @@ class _Report:
         """
         if self.sbc_ranks.empty:
             return None
+        # SBC needs workbench.bayes.calibration, which imports PyMC: only for SBC studies
+        from workbench.report import calibration_plots, calibration_tables
+
         cases = calibration_tables.rank_cases(self.sbc_ranks, self.fits)
         uniformity = calibration_tables.uniformity_table(cases, self.conditions)
         coverage = calibration_tables.prior_coverage_table(self.ordered_intervals, self.conditions)
@@ -378,7 +394,11 @@ class _Report:
                     continue
                 figures.append(
                     self._save(
-                        calibration_plots.plot_sbc_ecdf(case.table, quantities=names),
+                        Plot(
+                            calibration_plots.plot_sbc_ecdf,
+                            (case.table,),
+                            {"quantities": names},
+                        ),
                         f"sbc-ecdf-{stem}-{group}",
                         f"SBC ECDF differences of the {group} of {label}",
                         f"{label}, {group}: ECDF of the fractional SBC ranks minus the uniform "
@@ -390,7 +410,9 @@ class _Report:
             if bins is not None:
                 figures.append(
                     self._save(
-                        calibration_plots.plot_rank_histograms(case.table, n_bins=bins),
+                        Plot(
+                            calibration_plots.plot_rank_histograms, (case.table,), {"n_bins": bins}
+                        ),
                         f"sbc-hist-{stem}",
                         f"SBC rank histograms of {label}",
                         f"{label}: ranks in {bins} equally likely bins; the grey band is the "
@@ -486,7 +508,7 @@ class _Report:
             x, group = factors[0], (factors[1] if len(factors) > 1 else None)
             result["figures"].append(
                 self._save(
-                    plots.plot_selection_accuracy(joined, factor=x, group=group),
+                    Plot(plots.plot_selection_accuracy, (joined,), {"factor": x, "group": group}),
                     "selection-accuracy",
                     f"Share choosing the true K against {x}, per criterion",
                     f"Share of replications in which each criterion chose the true K, against "
@@ -507,7 +529,7 @@ class _Report:
             stem = f"c{condition_id:03d}-r{replication:04d}"
             result["figures"].append(
                 self._save(
-                    plots.plot_selection_curves(task, true_k=true_k),
+                    Plot(plots.plot_selection_curves, (task,), {"true_k": true_k}),
                     f"selection-{stem}",
                     f"Criteria by K for {self.labels[condition_id]}, replication {replication}",
                     f"{self.labels[condition_id]}, replication {replication}: BIC and ICL of "
@@ -569,12 +591,10 @@ class _Report:
         X = self._training_data(condition_id, replication)
         entry.figures.append(
             self._save(
-                plots.plot_data_fit(
-                    X,
-                    truth=truth,
-                    em=params.get("em"),
-                    bayes=params.get("bayes"),
-                    advi=params.get("advi"),
+                Plot(
+                    plots.plot_data_fit,
+                    (X,),
+                    {role: params.get(role) for role in ("truth", "em", "bayes", "advi")},
                 ),
                 f"data-{stem}",
                 f"Training data of {label}, replication {replication}, with fitted components",
@@ -650,8 +670,10 @@ class _Report:
                 "initialisation), fainter when earlier, against the truth."
             )
         return self._save(
-            plots.plot_em_trace(
-                trace["lower_bound"].to_numpy(float), snapshots=snapshots, X=X, truth=truth
+            Plot(
+                plots.plot_em_trace,
+                (trace["lower_bound"].to_numpy(float),),
+                {"snapshots": snapshots, "X": X, "truth": truth},
             ),
             f"em-{stem}",
             "EM lower bound per iteration and components moving",
@@ -681,13 +703,16 @@ class _Report:
                     {"value": ("parameter", values)}, coords={"parameter": names}
                 )
         em_interval, level = self._em_interval(condition_id, replication, names)
-        pc = plots.plot_posterior_vs_point(
-            posterior,
-            em=references.get("em"),
-            truth=references.get("truth"),
-            em_interval=em_interval if "em" in references else None,
-            ci_prob=level,
-            labeller=NoVarLabeller(),
+        plot = Plot(
+            plots.plot_posterior_vs_point,
+            (posterior,),
+            {
+                "em": references.get("em"),
+                "truth": references.get("truth"),
+                "em_interval": em_interval if "em" in references else None,
+                "ci_prob": level,
+                "labeller": NoVarLabeller(),
+            },
         )
         caption = (
             f"Marginal posterior ({method}) of every parameter, aligned to the truth, with the "
@@ -696,7 +721,7 @@ class _Report:
         if em_interval is not None:
             caption += f" The vermillion bar is EM's {em_interval.label.removeprefix('EM ')}."
         return self._save(
-            pc.viz["figure"].item(),
+            plot,
             f"posterior-{stem}-{method}",
             f"Posterior densities of {method} against the EM estimate and the truth",
             caption,
@@ -733,6 +758,12 @@ class _Report:
             for bound in ("lower", "upper")
         }
         return plots.EMInterval(bounds["lower"], bounds["upper"], f"EM {kind} {level:.0%}"), level
+
+
+def _by_kind(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The rows of each parameter type (``kind``): weights, then means, then covariances."""
+    groups = [(str(kind), group) for kind, group in frame.groupby("kind")]
+    return sorted(groups, key=lambda g: min(map(plots.parameter_sort_key, g[1]["parameter"])))
 
 
 # Parameter groups of the SBC ECDF plots, by the kinds of workbench.bayes.calibration.

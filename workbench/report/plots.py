@@ -116,20 +116,133 @@ def _method_styles(methods: Sequence[str]) -> dict[str, dict[str, object]]:
     }
 
 
-def _facet_grid(
-    row_titles: Sequence[str], n_cols: int, *, width: float, height: float, sharex: bool
+# Sizes in inches. Margins are computed from the text they must hold (a character of an
+# 8-point label is about _CHAR wide, a line _LINE high), so a figure is sized to its
+# content and needs no layout engine: constrained layout and tight bounding boxes measure
+# every text on every draw, which dominated the report's run time for large studies.
+_CHAR = 0.07
+_LINE = 0.19
+_TICKS = 0.28  # tick labels and ticks below an axis
+# Height of one parameter's row in a dodged point panel: its markers plus some air.
+_ROW_BASE = 0.17
+_ROW_PER_MARKER = 0.07
+
+
+def _panel_grid(
+    heights: Sequence[float],
+    n_cols: int,
+    *,
+    width: float,
+    left: float,
+    right: float,
+    top: float,
+    bottom: float,
+    gap_h: float,
+    gap_w: float,
 ) -> tuple[Figure, np.ndarray]:
-    """One row of panels per title; the title sits above its row, clear of tick labels."""
-    fig = plt.figure(figsize=(width * n_cols, height * len(row_titles) + 0.6), layout="constrained")
-    subfigs = fig.subfigures(len(row_titles), 1, squeeze=False)[:, 0]
-    axes = np.empty((len(row_titles), n_cols), dtype=object)
-    for i, (subfig, title) in enumerate(zip(subfigs, row_titles, strict=True)):
-        axes[i] = np.atleast_1d(subfig.subplots(1, n_cols))
-        subfig.suptitle(title, x=0.01, ha="left", fontsize=10, fontweight="bold")
-        if sharex and i > 0:
-            for j in range(n_cols):
-                axes[i, j].sharex(axes[0, j])
+    """Panels of a given size in inches, with fixed margins between and around them.
+
+    Parameters
+    ----------
+    heights : sequence of float, length n_rows
+        Height of each row of panels.
+    n_cols : int
+        Panels per row, each ``width`` wide.
+    left, right, top, bottom : float
+        Margins around the panels.
+    gap_h, gap_w : float
+        Space between rows and between columns.
+
+    Returns
+    -------
+    (Figure, ndarray of Axes of shape (n_rows, n_cols))
+    """
+    heights = [float(h) for h in heights]
+    fig_w = left + n_cols * width + (n_cols - 1) * gap_w + right
+    fig_h = top + sum(heights) + (len(heights) - 1) * gap_h + bottom
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    # GridSpec spaces are fractions of the mean panel size: this makes them gap_h, gap_w.
+    grid = fig.add_gridspec(
+        len(heights),
+        n_cols,
+        height_ratios=heights,
+        left=left / fig_w,
+        right=1 - right / fig_w,
+        bottom=bottom / fig_h,
+        top=1 - top / fig_h,
+        wspace=gap_w / width,
+        hspace=gap_h / float(np.mean(heights)),
+    )
+    axes = np.empty((len(heights), n_cols), dtype=object)
+    for i in range(len(heights)):
+        for j in range(n_cols):
+            axes[i, j] = fig.add_subplot(grid[i, j])
     return fig, axes
+
+
+def _fixed_margins(
+    fig: Figure,
+    *,
+    left: float,
+    right: float = 0.15,
+    top: float = 0.15,
+    bottom: float,
+    gap_w: float = 0.0,
+    gap_h: float = 0.0,
+) -> None:
+    """Place the grid of ``fig``'s axes with margins and gaps given in inches.
+
+    The figure's axes must come from one grid (``plt.subplots``). The fixed margins replace
+    a layout engine, which measures every text on every draw.
+    """
+    width, height = fig.get_size_inches()
+    spec = fig.axes[0].get_subplotspec()
+    if spec is None:
+        raise ValueError("the figure's axes must come from one grid (plt.subplots)")
+    n_rows, n_cols = spec.get_gridspec().get_geometry()
+    panel_w = (width - left - right - (n_cols - 1) * gap_w) / n_cols
+    panel_h = (height - top - bottom - (n_rows - 1) * gap_h) / n_rows
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=gap_w / panel_w,
+        hspace=gap_h / panel_h,
+    )
+
+
+def _text_width(labels: Sequence[str], *, fontsize: float = 8) -> float:
+    """Width in inches of the longest label at ``fontsize`` points (an estimate)."""
+    return max((len(s) for s in labels), default=0) * _CHAR * fontsize / 8
+
+
+def _bottom_legend(
+    fig: Figure, handles: Sequence[Artist], *, title: str, n_cols: int, xlabel: str
+) -> None:
+    """A legend at the bottom of ``fig`` and, above it, the x label shared by the panels.
+
+    The figure's bottom margin must hold ``_legend_height(len(handles), n_cols)``.
+    """
+    height = fig.get_figheight()
+    fig.legend(
+        handles=handles,
+        title=title,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.02 / height),
+        ncols=n_cols,
+        frameon=False,
+        fontsize=8,
+        title_fontsize=8,
+    )
+    rows = -(-len(handles) // n_cols)
+    y = (_legend_height(rows) + 0.05) / height
+    fig.text(0.5, y, xlabel, ha="center", va="bottom", fontsize=8)
+
+
+def _legend_height(n_rows: int) -> float:
+    """Height in inches of a legend with a title and ``n_rows`` rows of entries."""
+    return 0.12 + _LINE * (n_rows + 1)
 
 
 def _ordered(values: pd.Series, order: Sequence[str]) -> list[str]:
@@ -150,8 +263,12 @@ def _dodged_points(
     styles: Mapping[str, Mapping[str, object]],
     markers: Mapping[str, str] | None = None,
     marker_col: str | None = None,
+    labels: bool = True,
 ) -> None:
-    """Points with horizontal error bars, one row per label, groups dodged vertically."""
+    """Points with horizontal error bars, one row per label, groups dodged vertically.
+
+    ``labels=False`` hides the row labels (a panel to the left shows them).
+    """
     if (markers is None) != (marker_col is None):
         raise ValueError("give markers and marker_col together, or neither")
     marker_of: Mapping[str, str] = {} if markers is None else markers
@@ -182,17 +299,30 @@ def _dodged_points(
             linewidth=1.2,
         )
     ax.set_yticks(range(len(rows)), rows)
+    ax.tick_params(axis="y", labelleft=labels)
     ax.set_ylim(len(rows) - 0.5, -0.5)
+    # A fixed number of x ticks: the default asks every axis how many labels would fit.
+    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(nbins=4))
+    ax.tick_params(labelsize=8)
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
 
 
-def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
+def _padded(low: float, high: float) -> tuple[float, float]:
+    """``(low, high)`` widened by 5% on each side (by 1e-3 when they are equal)."""
+    pad = 0.05 * (high - low) or 1e-3
+    return low - pad, high + pad
+
+
+def plot_bias(summary: pd.DataFrame, *, z: float = 1.96, col_wrap: int = 3) -> Figure:
     """Forest plot of bias with Monte Carlo error bars.
 
-    One panel per condition (rows) and parameter type (columns, each with its own x
-    scale, since weights and covariances live on different scales). Each row of a panel
-    is one parameter; methods are dodged vertically and coloured by role.
+    One panel per condition and parameter type (conditions first), ``col_wrap`` panels
+    to a row. Panels of one parameter type share their x scale, so conditions can be
+    compared by eye; weights and covariances live on different scales and do not. Each
+    row of a panel is one parameter; methods are dodged vertically and coloured by role.
+    The figure is sized to its panels: pass one parameter type (or a few conditions) at a
+    time to keep a large study's figures readable.
 
     Parameters
     ----------
@@ -202,10 +332,14 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
         e.g. ``"mean[1,0]"``), ``bias`` and ``bias_mcse``.
     z : float, default 1.96
         Error bars span ``bias +- z * bias_mcse``.
+    col_wrap : int, default 3
+        At most this many panels per row.
 
     Returns
     -------
     matplotlib.figure.Figure
+        Panel titles name the condition and, when the summary has several parameter
+        types, the type; with one type the figure's title names it.
     """
     _require_columns(summary, ["condition", "method", "kind", "parameter", "bias", "bias_mcse"])
     frame = summary.assign(halfwidth=z * summary["bias_mcse"])
@@ -213,33 +347,69 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
     conditions = list(frame["condition"].drop_duplicates())
     kinds = _ordered(frame["kind"], ("weight", "mean", "covariance"))
     styles = _method_styles(_ordered(frame["method"], ROLES))
+    panels = [
+        (condition, kind)
+        for condition in conditions
+        for kind in kinds
+        if ((frame["condition"] == condition) & (frame["kind"] == kind)).any()
+    ]
+    # as few rows as col_wrap allows, filled evenly: 4 panels make 2 x 2, not 3 + 1
+    n_cols = -(-len(panels) // -(-len(panels) // col_wrap))
     n_params = frame.groupby(["condition", "kind"])["parameter"].nunique()
-    height = 0.5 + 0.28 * max(int(n_params.max()), 2) * (0.6 + 0.25 * len(styles))
-    fig, axes = _facet_grid(conditions, len(kinds), width=3.6, height=height, sharex=True)
-    for i, condition in enumerate(conditions):
-        for j, kind in enumerate(kinds):
-            ax = axes[i, j]
-            sub = frame[(frame["condition"] == condition) & (frame["kind"] == kind)]
-            rows = sorted(set(sub["parameter"]), key=parameter_sort_key)
-            ax.axvline(0.0, color=ROLE_COLORS["truth"], linewidth=0.8)
-            _dodged_points(
-                ax,
-                sub,
-                rows=rows,
-                value="bias",
-                below="below",
-                above="above",
-                group="method",
-                styles=styles,
-            )
-            ax.set_title(kind, fontsize=9)
-            ax.set_xlabel("bias (estimate - truth)", fontsize=8)
-    fig.legend(
-        handles=[_method_handle(m, s) for m, s in styles.items()],
+    per_row = _ROW_BASE + _ROW_PER_MARKER * len(styles)
+    heights = [
+        per_row * max(2, *(int(n_params[p]) for p in panels[i : i + n_cols]))
+        for i in range(0, len(panels), n_cols)
+    ]
+    title_lines = int(len(conditions) > 1) + int(len(kinds) > 1)
+    label_width = _text_width(frame["parameter"].unique()) + 0.12
+    fig, axes = _panel_grid(
+        heights,
+        n_cols,
+        width=3.2,
+        left=label_width + 0.1,
+        right=0.2,
+        top=0.15 + _LINE * title_lines + (_LINE + 0.1 if len(kinds) == 1 else 0.0),
+        bottom=_TICKS + _LINE + _legend_height(1) + 0.1,  # the methods fit one row
+        gap_h=_TICKS + _LINE * title_lines + 0.1,
+        gap_w=label_width + 0.25,
+    )
+    # One x range per parameter type, with zero (no bias) always in view.
+    ends = frame.assign(low=frame["bias"] - frame["below"], high=frame["bias"] + frame["above"])
+    limits = {
+        kind: _padded(min(float(g["low"].min()), 0.0), max(float(g["high"].max()), 0.0))
+        for kind, g in ends.groupby("kind")
+    }
+    for ax, (condition, kind) in zip(axes.flat, panels, strict=False):
+        sub = frame[(frame["condition"] == condition) & (frame["kind"] == kind)]
+        rows = sorted(set(sub["parameter"]), key=parameter_sort_key)
+        ax.axvline(0.0, color=ROLE_COLORS["truth"], linewidth=0.8)
+        _dodged_points(
+            ax,
+            sub,
+            rows=rows,
+            value="bias",
+            below="below",
+            above="above",
+            group="method",
+            styles=styles,
+        )
+        ax.set_xlim(limits[kind])
+        title = [condition] * (len(conditions) > 1) + [kind] * (len(kinds) > 1)
+        ax.set_title("\n".join(title), fontsize=8, loc="left", y=1.0)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_axis_off()
+    if len(kinds) == 1:
+        heading = f"{kinds[0]}" + (f": {conditions[0]}" if len(conditions) == 1 else "")
+        fig.text(
+            0.01, 1 - 0.1 / fig.get_figheight(), heading, va="top", fontsize=10, fontweight="bold"
+        )
+    _bottom_legend(
+        fig,
+        [_method_handle(m, s) for m, s in styles.items()],
         title=f"error bars: ±{z:g} MCSE",
-        loc="outside lower center",
-        ncols=len(styles),
-        frameon=False,
+        n_cols=len(styles),
+        xlabel="bias (estimate - truth)",
     )
     return fig
 
@@ -247,13 +417,16 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
 def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
     """Coverage of credible and confidence intervals, with the nominal line and a Monte Carlo band.
 
-    One panel per condition (rows) and nominal level (columns). Each interval method has
-    its own marker (a posterior's ``central`` and ``hdi``, EM's ``sandwich-wald``,
+    One panel per condition (rows) and nominal level (columns); the panels of a row list
+    the same parameters, named in the first one. Each interval method has its own marker
+    (a posterior's ``central`` and ``hdi``, EM's ``sandwich-wald``,
     ``...-bootstrap-percentile`` ...), in its fit's colour (EM vermillion, Bayes blue).
     The shaded band is
     ``nominal +- z * sqrt(nominal * (1 - nominal) / n_sim)``: where coverage would fall
     with probability about 95% if the intervals were exactly calibrated. It uses the
-    smallest ``n_sim`` in the panel, so it is the widest band that applies.
+    smallest ``n_sim`` in the panel, so it is the widest band that applies. The figure is
+    sized to its panels: pass one condition at a time to keep a large study's figures
+    readable.
 
     Parameters
     ----------
@@ -267,6 +440,7 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
+        Each row's title (the condition) is a figure text above its first panel.
     """
     _require_columns(
         summary,
@@ -292,10 +466,36 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
     kind_markers = {
         kind: _INTERVAL_MARKERS[i % len(_INTERVAL_MARKERS)] for i, kind in enumerate(kinds)
     }
-    n_rows = int(frame.groupby("condition")["parameter"].nunique().max())
+    rows_of = {
+        condition: sorted(set(group["parameter"]), key=parameter_sort_key)
+        for condition, group in frame.groupby("condition", sort=False)
+    }
     n_markers = len(frame[["method", "interval"]].drop_duplicates())
-    height = 0.6 + 0.22 * n_rows * (0.6 + 0.25 * n_markers)
-    fig, axes = _facet_grid(conditions, len(levels), width=3.8, height=height, sharex=False)
+    per_row = 0.6 * (_ROW_BASE + _ROW_PER_MARKER * n_markers) + 0.05
+    handles: list[Artist] = [Patch(color=str(s["color"]), label=m) for m, s in styles.items()]
+    handles += [
+        Line2D([], [], color="#555555", linestyle="", marker=mk, label=kind)
+        for kind, mk in kind_markers.items()
+    ]
+    handles += [
+        Line2D([], [], color=ROLE_COLORS["truth"], label="nominal"),
+        Patch(color="#e6e6e6", label=f"Monte Carlo band (±{z:g} SE)"),
+    ]
+    legend_cols = min(len(handles), 4)
+    label_width = _text_width(frame["parameter"].unique()) + 0.12
+    heights = [per_row * max(len(rows_of[c]), 2) for c in conditions]
+    fig, axes = _panel_grid(
+        heights,
+        len(levels),
+        # four levels fit the report's column (about 12 inches) side by side
+        width=min(3.6, 10.8 / len(levels)),
+        left=label_width + 0.1,
+        right=0.2,
+        top=0.15 + 2 * _LINE,
+        bottom=_TICKS + _LINE + _legend_height(-(-len(handles) // legend_cols)) + 0.1,
+        gap_h=_TICKS + 2 * _LINE + 0.15,
+        gap_w=0.2,
+    )
     # One x range per level, so that the conditions in a column can be compared by eye.
     left = {
         level: max(0.0, min(float(low.min()), level - 0.15)) - 0.03
@@ -305,7 +505,6 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
         for j, level in enumerate(levels):
             ax = axes[i, j]
             sub = frame[(frame["condition"] == condition) & (frame["level"] == level)]
-            rows = sorted(set(sub["parameter"]), key=parameter_sort_key)
             if len(sub):
                 n_sim = int(sub["n_sim"].min())
                 band = z * np.sqrt(level * (1 - level) / n_sim)
@@ -316,7 +515,7 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
             _dodged_points(
                 ax,
                 sub,
-                rows=rows,
+                rows=rows_of[condition],
                 value="coverage",
                 below="below",
                 above="above",
@@ -324,27 +523,26 @@ def plot_coverage(summary: pd.DataFrame, *, z: float = 1.96) -> Figure:
                 styles=styles,
                 markers=kind_markers,
                 marker_col="interval",
+                labels=j == 0,
             )
             ax.set_xlim(left[level], 1.03)
-            ax.set_title(f"nominal {level:.0%}", fontsize=9)
-            ax.set_xlabel("coverage of the truth", fontsize=8)
-    handles: list[mpl.artist.Artist] = [
-        Patch(color=str(s["color"]), label=m) for m, s in styles.items()
-    ]
-    handles += [
-        Line2D([], [], color="#555555", linestyle="", marker=mk, label=kind)
-        for kind, mk in kind_markers.items()
-    ]
-    handles += [
-        Line2D([], [], color=ROLE_COLORS["truth"], label="nominal"),
-        Patch(color="#e6e6e6", label=f"Monte Carlo band (±{z:g} SE)"),
-    ]
-    fig.legend(
-        handles=handles,
+            ax.set_title(f"nominal {level:.0%}", fontsize=8, y=1.0)
+        # the row's title: above the panel titles, at the left edge of the figure
+        top = axes[i, 0].get_position().y1
+        fig.text(
+            0.01,
+            top + (_LINE + 0.08) / fig.get_figheight(),
+            condition,
+            va="bottom",
+            fontsize=9,
+            fontweight="bold",
+        )
+    _bottom_legend(
+        fig,
+        handles,
         title=f"error bars: ±{z:g} MCSE",
-        loc="outside lower center",
-        ncols=min(len(handles), 4),
-        frameon=False,
+        n_cols=legend_cols,
+        xlabel="coverage of the truth",
     )
     return fig
 
@@ -444,7 +642,7 @@ def plot_posterior_vs_point(
             "point_estimate_text": False,
             "remove_axis": False,
         },
-        figure_kwargs={"figsize": (2.6 * n_cols, 2.0 * n_rows + 0.6), "layout": "constrained"},
+        figure_kwargs={"figsize": (2.6 * n_cols, 2.0 * n_rows + 0.75)},
     )
     refs = [(role, ds) for role, ds in (("em", em), ("truth", truth)) if ds is not None]
     if refs:
@@ -481,8 +679,10 @@ def plot_posterior_vs_point(
     fig = pc.viz["figure"].item()
     for ax in fig.axes:
         ax.set_yticks([])
-        ax.set_xlabel("value", fontsize=8)
-        ax.title.set_fontsize(9)
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(nbins=4))
+        ax.tick_params(labelsize=8)
+        # a fixed title position: matplotlib otherwise measures the axis on every draw
+        ax.set_title(ax.get_title(), fontsize=9, y=1.0)
     handles = [
         Line2D(
             [],
@@ -505,7 +705,16 @@ def plot_posterior_vs_point(
         handles.append(
             Line2D([], [], color=ROLE_COLORS["em"], lw=2.0, marker="|", label=em_interval.label)
         )
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncols=len(handles),
+        frameon=False,
+        fontsize=8,
+    )
+    # room for the titles above and the tick labels below each panel
+    _fixed_margins(fig, left=0.2, top=0.3, bottom=0.65, gap_w=0.3, gap_h=0.6)
     return pc
 
 
@@ -638,7 +847,8 @@ def plot_data_fit(
         for r, _ in fits
     ]
     if d == 1:
-        fig, ax = plt.subplots(figsize=(6.0, 3.6), layout="constrained")
+        fig, ax = plt.subplots(figsize=(6.0, 3.6))
+        _fixed_margins(fig, left=0.75, bottom=0.55)
         _draw_density_1d(ax, X[:, 0], fits)
         ax.set_xlabel(names[0])
         ax.set_ylabel("density")
@@ -646,7 +856,8 @@ def plot_data_fit(
         ax.legend(handles=handles, frameon=False, fontsize=8)
         return fig
     if d == 2:
-        fig, ax = plt.subplots(figsize=(5.4, 5.0), layout="constrained")
+        fig, ax = plt.subplots(figsize=(5.4, 5.0))
+        _fixed_margins(fig, left=0.65, bottom=0.55)
         _draw_ellipses_2d(ax, X, fits, point_size=point_size)
         ax.set_xlabel(names[0])
         ax.set_ylabel(names[1])
@@ -663,9 +874,8 @@ def plot_data_fit(
         )
         return fig
     shown = min(d, max_features)
-    fig, axes = plt.subplots(
-        shown, shown, figsize=(2.3 * shown, 2.3 * shown), layout="constrained", squeeze=False
-    )
+    fig, axes = plt.subplots(shown, shown, figsize=(2.3 * shown, 2.3 * shown + 0.6), squeeze=False)
+    _fixed_margins(fig, left=0.6, bottom=1.05, gap_w=0.35, gap_h=0.35)
     for i in range(shown):
         for j in range(shown):
             ax = axes[i, j]
@@ -689,7 +899,16 @@ def plot_data_fit(
     title = f"ellipses hold {ELLIPSE_MASS:.0%} of a component"
     if shown < d:
         title += f"; first {shown} of {d} features"
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), title=title)
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncols=len(handles),
+        title=title,
+        frameon=False,
+        fontsize=8,
+        title_fontsize=8,
+    )
     return fig
 
 
@@ -728,9 +947,8 @@ def plot_em_trace(
         )
     snapshots = list(snapshots)
     n_panels = 2 if snapshots else 1
-    fig, axes = plt.subplots(
-        1, n_panels, figsize=(4.6 * n_panels, 3.6), layout="constrained", squeeze=False
-    )
+    fig, axes = plt.subplots(1, n_panels, figsize=(4.6 * n_panels, 3.6), squeeze=False)
+    _fixed_margins(fig, left=1.1, top=0.3, bottom=0.55, gap_w=0.85)
     ax = axes[0, 0]
     iterations = np.arange(1, lower_bounds.size + 1)
     ax.plot(iterations, lower_bounds, color=ROLE_COLORS["em"], marker="o", markersize=3, lw=1.4)
@@ -780,7 +998,7 @@ def plot_em_trace(
     if truth is not None:
         handles.append(Line2D([], [], color=ROLE_COLORS["truth"], label="truth"))
     ax.legend(handles=handles, frameon=False, fontsize=7)
-    ax.set_title("components moving", fontsize=10)
+    ax.set_title("components moving", fontsize=10, y=1.0)
     return fig
 
 
@@ -839,9 +1057,10 @@ def plot_selection_accuracy(
     criteria = [c for c in CRITERION_STYLES if c in set(accuracy["criterion"])]
     criteria += sorted(set(accuracy["criterion"]) - set(criteria))
     fig, axes = plt.subplots(
-        1, len(criteria), figsize=(3.2 * len(criteria), 3.2), sharey=True, layout="constrained"
+        1, len(criteria), figsize=(3.2 * len(criteria), 3.2 + 0.6 * bool(group)), sharey=True
     )
     axes = np.atleast_1d(axes)
+    _fixed_margins(fig, left=0.7, top=0.3, bottom=0.55 + 0.6 * bool(group), gap_w=0.2)
     levels = sorted(accuracy[group].unique()) if group else [None]
     shades = plt.get_cmap("viridis")(np.linspace(0.0, 0.8, max(len(levels), 1)))
     x_all = accuracy[factor].astype(float)
@@ -864,7 +1083,7 @@ def plot_selection_accuracy(
         if log_x:
             ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
-        ax.set_title(criterion.upper() if len(criterion) <= 3 else criterion, fontsize=10)
+        ax.set_title(criterion.upper() if len(criterion) <= 3 else criterion, fontsize=10, y=1.0)
         ax.set_xlabel(factor)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("share choosing the true K")
@@ -874,9 +1093,12 @@ def plot_selection_accuracy(
             handles,
             labels,
             title=f"error bars: ±{z:g} MCSE",
-            loc="outside lower center",
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.0),
             ncols=len(levels),
             frameon=False,
+            fontsize=8,
+            title_fontsize=8,
         )
     return fig
 
@@ -903,8 +1125,9 @@ def plot_selection_curves(scores: pd.DataFrame, *, true_k: int) -> Figure:
     em = scores[(scores["method"] == "em") & scores["criterion"].isin(("bic", "icl"))]
     bayes = scores[scores["method"] == "bayes"]
     panels = 1 + int(not bayes.empty)
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.3), layout="constrained")
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.3))
     axes = np.atleast_1d(axes)
+    _fixed_margins(fig, left=0.9, right=0.35, top=0.3, bottom=0.55, gap_w=0.95)
     ax = axes[0]
     styles = ("-", "--", ":", "-.")
     for i, (cov, rows) in enumerate(em.groupby("covariance_type", sort=False)):
@@ -920,7 +1143,7 @@ def plot_selection_curves(scores: pd.DataFrame, *, true_k: int) -> Figure:
     ax.axvline(true_k, color=ROLE_COLORS["truth"], linewidth=0.8)
     ax.set_xlabel("K")
     ax.set_ylabel("criterion (lower is better)")
-    ax.set_title("EM: BIC and ICL", fontsize=10)
+    ax.set_title("EM: BIC and ICL", fontsize=10, y=1.0)
     ax.legend(fontsize=8, frameon=False)
     if not bayes.empty:
         ax = axes[1]
@@ -947,5 +1170,5 @@ def plot_selection_curves(scores: pd.DataFrame, *, true_k: int) -> Figure:
         ax.axvline(true_k, color=ROLE_COLORS["truth"], linewidth=0.8)
         ax.set_xlabel("K")
         ax.set_ylabel("PSIS-LOO elpd (higher is better)")
-        ax.set_title("Bayes: elpd ± 1 SE", fontsize=10)
+        ax.set_title("Bayes: elpd ± 1 SE", fontsize=10, y=1.0)
     return fig
