@@ -344,3 +344,36 @@ def test_em_collapse_is_stored_and_bayes_starts_from_its_spread_start(
     ]["value"].item()
     assert started == 0
     assert len(ranks) == 7
+
+
+# --------------------------------------------------------------------------- target_accept
+def test_fit_bayes_target_accept_errors_name_the_value_and_what_is_allowed():
+    from workbench.bayes import fit_bayes
+
+    X = np.random.default_rng(0).standard_normal((20, 1))
+    with pytest.raises(ValueError, match=r"target_accept=1\.5 is not allowed; use .*> 0.*< 1"):
+        fit_bayes(X, 2, target_accept=1.5)
+    with pytest.raises(ValueError, match=r"target_accept=0\.9 .*sampler='pymc'.*'nutpie'"):
+        fit_bayes(X, 2, sampler="pymc", target_accept=0.9)
+
+
+@pytest.mark.slow
+def test_study_target_accept_reaches_nutpie(prior_study, monkeypatch, tmp_path):
+    """``[methods.bayes] target_accept`` is what nutpie.sample receives (the study's compiled
+    model is reused from ``prior_study``, so this costs one small fit)."""
+    import nutpie
+
+    seen: list[object] = []
+    real = nutpie.sample
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("target_accept"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nutpie, "sample", recording)
+    text = PRIOR_STUDY.format(seed=0).replace("replications = 12", "replications = 1")
+    config = _config(text.replace("start_at_em = true", "start_at_em = true\ntarget_accept = 0.93"))
+    run_study(config, output=tmp_path, progress=False)  # in this process: the patch applies
+    assert seen == [0.93]
+    with StudyStore(tmp_path) as store:
+        assert store.table("fits").set_index("method").at["bayes", "status"] == "ok"
