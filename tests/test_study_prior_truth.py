@@ -288,13 +288,20 @@ def test_readme_states_what_experiments_sbc_ran_and_its_committed_result():
     root = Path(__file__).resolve().parents[1]
     readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
     config = load_study(root / "experiments" / "sbc.toml")
-    assert [s.n_features for s in config.conditions] == [1, 2]
-    assert {s.n_components for s in config.conditions} == {2}
+    assert [(s.n_components, s.n_features) for s in config.conditions] == [
+        (2, 1),
+        (2, 2),
+        (3, 1),
+        (3, 2),
+    ]
     assert {s.n_train for s in config.conditions} == {100}
     bayes = config.methods["bayes"]
+    start = "the EM estimate" if bayes.start_at_em else "the data-sliced start"
     stated = (
-        f"K = 2 in 1-D and 2-D, n = {config.conditions[0].n_train}, {bayes.chains} chains x "
-        f"{bayes.draws} draws, {config.replications} simulations per case"
+        f"K = 2 and 3 in 1-D and 2-D, n = {config.conditions[0].n_train}, {bayes.chains} "
+        f"chains x {bayes.draws} draws after {bayes.tune} tuning steps, target_accept "
+        f"{bayes.target_accept:g}, chains started at {start}, {config.replications} "
+        "simulations per case"
     )
     assert stated in readme
     uniformity = pd.read_csv(root / "reports" / "sbc" / "tables" / "sbc_uniformity.csv")
