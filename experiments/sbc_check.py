@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.bayes.calibration import RANK_BINS, rank_table, run_sbc, sbc_check
+from workbench.bayes.options import DEFAULT_TARGET_ACCEPT
 from workbench.bayes.priors import BayesPriors
 
 
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--tune", type=int, default=200)
+    parser.add_argument("--target-accept", type=float, default=DEFAULT_TARGET_ACCEPT)
     parser.add_argument("--mean-loc", type=float, default=0.0)
     parser.add_argument("--mean-scale", type=float, default=2.0)
     parser.add_argument("--scale-prior", type=float, default=1.0)
@@ -64,6 +66,7 @@ def main() -> None:
         chains=args.chains,
         draws=args.draws,
         tune=args.tune,
+        target_accept=args.target_accept,
     )
     seconds = time.perf_counter() - start
     table = rank_table([s.ranks for s in simulations])

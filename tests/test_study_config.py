@@ -106,6 +106,26 @@ BAD_CONFIGS = [
         ["methods.bayes.sampler", '"advi"', "'nutpie'"],
     ),
     (
+        "target_accept of 1",
+        'name = "x"\n[methods.em]\n[methods.bayes]\ntarget_accept = 1.0\n',
+        ["methods.bayes.target_accept", "1.0", "a number in (0, 1)"],
+    ),
+    (
+        "target_accept as a string",
+        'name = "x"\n[methods.em]\n[methods.bayes]\ntarget_accept = "high"\n',
+        ["methods.bayes.target_accept", '"high"', "a number in (0, 1)"],
+    ),
+    (
+        "target_accept with a sampler that does not take it",
+        'name = "x"\n[methods.em]\n[methods.bayes]\nsampler = "pymc"\ntarget_accept = 0.9\n',
+        ["methods.bayes.target_accept", "0.9", "'auto' or 'nutpie' only", "'pymc'"],
+    ),
+    (
+        "target_accept for ADVI",
+        'name = "x"\n[methods.em]\n[methods.advi]\ntarget_accept = 0.9\n',
+        ["methods.advi.target_accept", "0.9", "allowed keys"],
+    ),
+    (
         "start at EM without EM",
         'name = "x"\n[methods.bayes]\n',
         ["methods.bayes.start_at_em", "[methods.em]"],
@@ -312,3 +332,19 @@ def test_defaults_come_from_the_modules_that_own_them() -> None:
     with pytest.raises(ConfigError) as info:
         parse_study(BASE.replace("n_init = 2", 'init = "hc"'), source="s.toml")
     assert ", ".join(repr(s) for s in INIT_METHODS) in str(info.value)
+
+
+def test_target_accept_is_parsed_and_its_default_keeps_the_hash() -> None:
+    from workbench.bayes.options import DEFAULT_TARGET_ACCEPT
+    from workbench.study.config import BayesOptions
+
+    with_bayes = BASE + "[methods.bayes]\n"
+    assert BayesOptions().target_accept == DEFAULT_TARGET_ACCEPT
+    config = parse_study(with_bayes + "target_accept = 0.95\n")
+    assert config.methods["bayes"].target_accept == 0.95
+    assert config.to_dict()["methods"]["bayes"]["target_accept"] == 0.95
+    assert config.config_hash() != parse_study(with_bayes).config_hash()
+    # the default written out hashes as before the key existed
+    default = parse_study(with_bayes + f"target_accept = {DEFAULT_TARGET_ACCEPT}\n")
+    assert "target_accept" not in default.to_dict()["methods"]["bayes"]
+    assert default.config_hash() == parse_study(with_bayes).config_hash()

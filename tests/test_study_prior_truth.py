@@ -288,13 +288,20 @@ def test_readme_states_what_experiments_sbc_ran_and_its_committed_result():
     root = Path(__file__).resolve().parents[1]
     readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
     config = load_study(root / "experiments" / "sbc.toml")
-    assert [s.n_features for s in config.conditions] == [1, 2]
-    assert {s.n_components for s in config.conditions} == {2}
+    assert [(s.n_components, s.n_features) for s in config.conditions] == [
+        (2, 1),
+        (2, 2),
+        (3, 1),
+        (3, 2),
+    ]
     assert {s.n_train for s in config.conditions} == {100}
     bayes = config.methods["bayes"]
+    start = "the EM estimate" if bayes.start_at_em else "the data-sliced start"
     stated = (
-        f"K = 2 in 1-D and 2-D, n = {config.conditions[0].n_train}, {bayes.chains} chains x "
-        f"{bayes.draws} draws, {config.replications} simulations per case"
+        f"K = 2 and 3 in 1-D and 2-D, n = {config.conditions[0].n_train}, {bayes.chains} "
+        f"chains x {bayes.draws} draws after {bayes.tune} tuning steps, target_accept "
+        f"{bayes.target_accept:g}, chains started at {start}, {config.replications} "
+        "simulations per case"
     )
     assert stated in readme
     uniformity = pd.read_csv(root / "reports" / "sbc" / "tables" / "sbc_uniformity.csv")
@@ -344,3 +351,36 @@ def test_em_collapse_is_stored_and_bayes_starts_from_its_spread_start(
     ]["value"].item()
     assert started == 0
     assert len(ranks) == 7
+
+
+# --------------------------------------------------------------------------- target_accept
+def test_fit_bayes_target_accept_errors_name_the_value_and_what_is_allowed():
+    from workbench.bayes import fit_bayes
+
+    X = np.random.default_rng(0).standard_normal((20, 1))
+    with pytest.raises(ValueError, match=r"target_accept=1\.5 is not allowed; use .*> 0.*< 1"):
+        fit_bayes(X, 2, target_accept=1.5)
+    with pytest.raises(ValueError, match=r"target_accept=0\.9 .*sampler='pymc'.*'nutpie'"):
+        fit_bayes(X, 2, sampler="pymc", target_accept=0.9)
+
+
+@pytest.mark.slow
+def test_study_target_accept_reaches_nutpie(prior_study, monkeypatch, tmp_path):
+    """``[methods.bayes] target_accept`` is what nutpie.sample receives (the study's compiled
+    model is reused from ``prior_study``, so this costs one small fit)."""
+    import nutpie
+
+    seen: list[object] = []
+    real = nutpie.sample
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("target_accept"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nutpie, "sample", recording)
+    text = PRIOR_STUDY.format(seed=0).replace("replications = 12", "replications = 1")
+    config = _config(text.replace("start_at_em = true", "start_at_em = true\ntarget_accept = 0.93"))
+    run_study(config, output=tmp_path, progress=False)  # in this process: the patch applies
+    assert seen == [0.93]
+    with StudyStore(tmp_path) as store:
+        assert store.table("fits").set_index("method").at["bayes", "status"] == "ok"

@@ -12,7 +12,9 @@ __all__ = [
     "AUTO_SAMPLER",
     "DEFAULT_CHAINS",
     "DEFAULT_DRAWS",
+    "DEFAULT_TARGET_ACCEPT",
     "DEFAULT_TUNE",
+    "TARGET_ACCEPT_SAMPLERS",
     "MCMC_SAMPLERS",
     "SAMPLERS",
 ]
@@ -28,6 +30,14 @@ AUTO_SAMPLER = "nutpie"
 DEFAULT_CHAINS = 4
 DEFAULT_DRAWS = 1000
 DEFAULT_TUNE = 1000
+#: NUTS' target acceptance rate during step-size adaptation: nutpie's and PyMC's own default.
+#: Higher values take smaller steps, which avoids divergences in funnel-like regions (a
+#: near-empty component's mean and scale). In SBC (README, "Calibration") 0.95 cut the share
+#: of fits with divergences from 59% to 22% (1-D, K = 2) at 1.9-2.6x the sampling time.
+DEFAULT_TARGET_ACCEPT = 0.8
+#: The samplers that take ``target_accept``; with the others another value than the default is
+#: an error.
+TARGET_ACCEPT_SAMPLERS: tuple[str, ...] = ("auto", "nutpie")
 #: ADVI: draws taken from the fitted approximation, and optimisation steps.
 ADVI_DRAWS = 1000
 ADVI_STEPS = 10_000

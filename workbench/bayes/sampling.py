@@ -48,7 +48,7 @@ import pytensor
 import xarray as xr
 
 from workbench._platform import available_cpus
-from workbench._validation import check_choice, check_int
+from workbench._validation import check_choice, check_int, check_real
 from workbench.bayes.diagnostics import (
     BayesDiagnostics,
     component_parameters,
@@ -68,8 +68,10 @@ from workbench.bayes.options import (
     AUTO_SAMPLER,
     DEFAULT_CHAINS,
     DEFAULT_DRAWS,
+    DEFAULT_TARGET_ACCEPT,
     DEFAULT_TUNE,
     SAMPLERS,
+    TARGET_ACCEPT_SAMPLERS,
 )
 from workbench.bayes.relabel import (
     apply_orders,
@@ -345,6 +347,7 @@ def _sample_nutpie(
     cores: int,
     rng: np.random.Generator,
     progressbar: bool,
+    target_accept: float,
 ) -> tuple[xr.DataTree, float, float]:
     import nutpie
 
@@ -377,6 +380,7 @@ def _sample_nutpie(
         save_warmup=False,
         progress_bar=progressbar,
         adaptation=NUTPIE_ADAPTATION,
+        target_accept=target_accept,
     )
     return idata, time.perf_counter() - t0, compile_seconds
 
@@ -495,6 +499,7 @@ def fit_bayes(
     random_seed: int | np.random.Generator | None = None,
     progressbar: bool = False,
     cores: int | None = None,
+    target_accept: float = DEFAULT_TARGET_ACCEPT,
 ) -> BayesFit:
     """Fit the Bayesian Gaussian mixture by MCMC (or ADVI) and relabel the draws.
 
@@ -521,6 +526,11 @@ def fit_bayes(
     progressbar : bool, default False
     cores : int, optional
         Chains run in parallel; default ``min(chains, CPUs available)``.
+    target_accept : float in (0, 1), default DEFAULT_TARGET_ACCEPT
+        NUTS' target acceptance rate of the step-size adaptation. Only nutpie ('auto') takes
+        it; with 'pymc' or 'numpyro' another value than the default is an error. Higher
+        values take smaller steps: fewer divergences in funnel-like regions, at a higher
+        cost per draw.
 
     Returns
     -------
@@ -542,6 +552,12 @@ def fit_bayes(
     cores = check_int(
         "cores", cores if cores is not None else min(chains, available_cpus()), minimum=1
     )
+    target_accept = check_real("target_accept", target_accept, above=0.0, below=1.0)
+    if target_accept != DEFAULT_TARGET_ACCEPT and sampler not in TARGET_ACCEPT_SAMPLERS:
+        raise ValueError(
+            f"target_accept={target_accept!r} is not allowed with sampler={sampler!r}; it "
+            f"applies to sampler {' or '.join(map(repr, TARGET_ACCEPT_SAMPLERS))} only"
+        )
     priors = _resolve_priors(priors)
     for name, params in (("init", init), ("reference", reference)):
         if params is not None and not isinstance(params, MixtureParams):
@@ -568,7 +584,7 @@ def fit_bayes(
     try:
         if name == "nutpie":
             idata, sampling_seconds, compile_seconds = _sample_nutpie(
-                entry, X, priors, start, cores=cores, **settings
+                entry, X, priors, start, cores=cores, target_accept=target_accept, **settings
             )
         elif name == "advi":
             idata, sampling_seconds, compile_seconds = _fit_advi(

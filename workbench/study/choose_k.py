@@ -177,6 +177,7 @@ def _fit_at(
         chains=bayes.chains,
         draws=bayes.draws,
         tune=bayes.tune,
+        target_accept=bayes.target_accept,
         priors=bayes.priors,
         init=start,
         reference=start,

@@ -60,9 +60,11 @@ from workbench.bayes.options import (
     ADVI_STEPS,
     DEFAULT_CHAINS,
     DEFAULT_DRAWS,
+    DEFAULT_TARGET_ACCEPT,
     DEFAULT_TUNE,
     MCMC_SAMPLERS,
     SPARSE_CONCENTRATION,
+    TARGET_ACCEPT_SAMPLERS,
 )
 from workbench.bayes.priors import DATA_SCALED, BayesPriors, data_scaled
 from workbench.em.options import (
@@ -183,6 +185,10 @@ class BayesOptions:
         Start the chains at the task's EM estimate (needs ``[methods.em]``).
     priors : BayesPriors
         Parsed from the ``priors`` table by :meth:`workbench.bayes.BayesPriors.from_dict`.
+    target_accept : float in (0, 1)
+        NUTS' target acceptance rate (only with sampler ``'auto'`` or ``'nutpie'``); default
+        :data:`workbench.bayes.options.DEFAULT_TARGET_ACCEPT`, which stays out of the
+        config hash, so studies that do not set it keep their hash.
     """
 
     sampler: str = "auto"
@@ -192,6 +198,7 @@ class BayesOptions:
     covariance_type: str = "full"
     start_at_em: bool = True
     priors: BayesPriors = field(default_factory=BayesPriors)
+    target_accept: float = DEFAULT_TARGET_ACCEPT
 
 
 @dataclass(frozen=True)
@@ -407,6 +414,8 @@ def _options_dict(options: EMOptions | BayesOptions | AdviOptions) -> dict[str, 
     if isinstance(options, EMOptions):
         out = {k: v for k, v in out.items() if k not in _INFERENCE_KEYS}
         out |= options.inference_options()
+    if isinstance(options, BayesOptions) and options.target_accept == DEFAULT_TARGET_ACCEPT:
+        del out["target_accept"]  # the default keeps the hashes of studies from before the key
     return out
 
 
@@ -428,6 +437,7 @@ def _one_of(options: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
 
 _POSITIVE = ((lambda v: is_real(v) and v > 0), "a number > 0")
 _NON_NEGATIVE = ((lambda v: is_real(v) and v >= 0), "a number >= 0")
+_PROBABILITY = ((lambda v: is_real(v) and 0 < v < 1), "a number in (0, 1), e.g. 0.95")
 _BOOL = ((lambda v: isinstance(v, bool)), "true or false")
 _TABLE = ((lambda v: isinstance(v, dict)), "a table")
 _LEVELS = (
@@ -472,6 +482,7 @@ _VALIDATORS: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
         "covariance_type": _one_of(COVARIANCE_TYPES),
         "start_at_em": _BOOL,
         "priors": _TABLE,
+        "target_accept": _PROBABILITY,
     },
     AdviOptions: {
         "draws": _int_at_least(1),
@@ -580,7 +591,7 @@ class _Checker:
             values["intervals"] = tuple(m for m in INTERVAL_METHODS if m in values["intervals"])
         if cls is EMOptions:
             self._interval_options(values, prefix)
-        for name in ("tol", "reg_covar", "sparse_concentration"):
+        for name in ("tol", "reg_covar", "sparse_concentration", "target_accept"):
             if name in values:
                 values[name] = float(values[name])
         if "components" in values:
@@ -880,6 +891,18 @@ def _methods(table: object, check: _Checker) -> dict[str, EMOptions | BayesOptio
                 True,
                 "starting at EM needs [methods.em]; add it or set start_at_em = false",
             )
+    bayes = methods.get("bayes")
+    if (
+        isinstance(bayes, BayesOptions)
+        and "target_accept" in table["bayes"]
+        and bayes.sampler not in TARGET_ACCEPT_SAMPLERS
+    ):
+        raise check.error(
+            "methods.bayes.target_accept",
+            table["bayes"]["target_accept"],
+            f"it applies to sampler {' or '.join(map(repr, TARGET_ACCEPT_SAMPLERS))} only "
+            f"(methods.bayes.sampler is {bayes.sampler!r})",
+        )
     return methods
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from workbench.align import align_to_reference
 from workbench.bayes import fit_bayes
+from workbench.bayes.options import DEFAULT_TARGET_ACCEPT
 from workbench.em import (
     ConfidenceIntervals,
     EMHistory,
@@ -400,9 +401,9 @@ def _fit_bayes(
     spec: TaskSpec,
 ) -> FitRecord:
     if isinstance(options, BayesOptions):
-        sampler, chains = options.sampler, options.chains
+        sampler, chains, target_accept = options.sampler, options.chains, options.target_accept
     else:
-        sampler, chains = "advi", 1
+        sampler, chains, target_accept = "advi", 1, DEFAULT_TARGET_ACCEPT
     start = time.perf_counter()
     fit = fit_bayes(
         dataset.X_train,
@@ -418,6 +419,7 @@ def _fit_bayes(
         random_seed=seed,
         progressbar=False,
         cores=spec.chain_cores,
+        target_accept=target_accept,
     )
     seconds = time.perf_counter() - start
     sbc: SBCRanks | None = None
