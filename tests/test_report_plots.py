@@ -102,6 +102,17 @@ def test_bias_of_one_kind_puts_the_conditions_side_by_side_on_one_scale():
     assert fig_wide.get_layout_engine() is None
 
 
+def test_bias_of_a_single_replication_has_no_bars_and_a_finite_range():
+    # one replication: no MCSE (NaN); the points still set the shared x range
+    summary = _bias_summary().assign(bias_mcse=np.nan)
+    means = summary[summary["kind"] == "mean"]
+    fig = plots.plot_bias(means)
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        assert np.isfinite([low, high]).all()
+        assert low < 0.0 < means["bias"].max() < high
+
+
 def test_bias_needs_its_columns():
     with pytest.raises(ValueError, match="bias_mcse"):
         plots.plot_bias(_bias_summary().drop(columns="bias_mcse"))

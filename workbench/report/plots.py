@@ -374,10 +374,14 @@ def plot_bias(summary: pd.DataFrame, *, z: float = 1.96, col_wrap: int = 3) -> F
         gap_h=_TICKS + _LINE * title_lines + 0.1,
         gap_w=label_width + 0.25,
     )
-    # One x range per parameter type, with zero (no bias) always in view.
-    ends = frame.assign(low=frame["bias"] - frame["below"], high=frame["bias"] + frame["above"])
+    # One x range per parameter type, with zero (no bias) always in view. A study of one
+    # replication has no MCSE (NaN): its bars are absent and must not blank the range.
+    ends = frame.assign(
+        low=frame["bias"] - frame["below"].fillna(0.0),
+        high=frame["bias"] + frame["above"].fillna(0.0),
+    )
     limits = {
-        kind: _padded(min(float(g["low"].min()), 0.0), max(float(g["high"].max()), 0.0))
+        kind: _padded(float(np.nanmin([*g["low"], 0.0])), float(np.nanmax([*g["high"], 0.0])))
         for kind, g in ends.groupby("kind")
     }
     for ax, (condition, kind) in zip(axes.flat, panels, strict=False):
