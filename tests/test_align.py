@@ -133,6 +133,24 @@ def test_align_draws_gives_each_draw_its_own_permutation():
         np.testing.assert_array_equal(orders[s], align_to_reference(draw, truth))
 
 
+def test_a_draw_with_a_numerically_singular_covariance_is_still_aligned():
+    # L L^T of a sampled factor with a vanishing diagonal entry: not positive definite in
+    # floating point; the draw must be matched (by its means), not fail the fit
+    truth = simulate(Scenario(n_components=3, covariance="full"), 2).truth
+    shuffle = np.array([2, 0, 1])
+    means = truth.means[shuffle][None]
+    covariances = truth.covariances[shuffle][None].copy()
+    factor = np.array([[1.0, 0.0], [1.0, 1e-170]])
+    covariances[0, 1] = factor @ factor.T
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.cholesky(covariances[0, 1])
+    orders = align_draws(truth.weights[shuffle][None], means, covariances, truth)
+    np.testing.assert_array_equal(shuffle[orders[0]], [0, 1, 2])
+    # positive definite stacks are factored exactly as before
+    cost = kl_divergence(truth.means[0], truth.covariances[0], truth.means[1], truth.covariances[1])
+    assert np.isfinite(cost) and cost > 0
+
+
 def test_alignment_errors_name_the_problem():
     rng = np.random.default_rng(6)
     three, four = random_params(rng, 3, 2), random_params(rng, 4, 2)

@@ -50,6 +50,31 @@ def _log_det_from_cholesky(chol: np.ndarray) -> np.ndarray:
     return 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
 
 
+def _cholesky(cov: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors of a stack ``(..., d, d)`` of covariances.
+
+    A posterior draw's covariance (``L L^T`` of a sampled factor with a tiny diagonal) can be
+    numerically singular; such a matrix alone gets a ridge of ``1e-12`` times its mean
+    variance (or of 1e-300 when that is 0), so that matching it costs a large finite amount
+    instead of failing the fit. Positive definite matrices are factored unchanged.
+    """
+    cov = np.asarray(cov, dtype=float)
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        pass
+    flat = cov.reshape(-1, *cov.shape[-2:])
+    out = np.empty_like(flat)
+    eye = np.eye(cov.shape[-1])
+    for i, matrix in enumerate(flat):
+        try:
+            out[i] = np.linalg.cholesky(matrix)
+        except np.linalg.LinAlgError:
+            ridge = max(1e-12 * float(np.mean(np.abs(np.diag(matrix)))), 1e-300)
+            out[i] = np.linalg.cholesky((matrix + matrix.T) / 2 + ridge * eye)
+    return out.reshape(cov.shape)
+
+
 def _mahalanobis_sq(diff: np.ndarray, chol: np.ndarray) -> np.ndarray:
     """``diff^T (L L^T)^{-1} diff`` for batched ``diff (..., d)`` and ``chol (..., d, d)``."""
     solved = np.linalg.solve(chol, diff[..., None])[..., 0]
@@ -67,7 +92,8 @@ def kl_divergence(
     ----------
     mean_p, mean_q : array-like of shape (..., d)
     cov_p, cov_q : array-like of shape (..., d, d)
-        Symmetric positive definite. Leading dimensions broadcast against each other.
+        Symmetric positive definite (a numerically singular one gets a tiny ridge, see
+        ``_cholesky``). Leading dimensions broadcast against each other.
 
     Returns
     -------
@@ -75,8 +101,8 @@ def kl_divergence(
         A float when all inputs are unbatched. Exactly 0 for identical components.
     """
     mean_p, mean_q = np.asarray(mean_p, dtype=float), np.asarray(mean_q, dtype=float)
-    chol_p = np.linalg.cholesky(np.asarray(cov_p, dtype=float))
-    chol_q = np.linalg.cholesky(np.asarray(cov_q, dtype=float))
+    chol_p = _cholesky(cov_p)
+    chol_q = _cholesky(cov_q)
     chol_q, chol_p = np.broadcast_arrays(chol_q, chol_p)
     d = mean_p.shape[-1]
     # tr(S_q^{-1} S_p) = ||L_q^{-1} L_p||_F^2
