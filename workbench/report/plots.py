@@ -225,19 +225,32 @@ def _bottom_legend(
     The figure's bottom margin must hold ``_legend_height(len(handles), n_cols)``.
     """
     height = fig.get_figheight()
+    _figure_legend(fig, handles, n_cols=n_cols, title=title, y=0.02 / height)
+    rows = -(-len(handles) // n_cols)
+    y = (_legend_height(rows) + 0.05) / height
+    fig.text(0.5, y, xlabel, ha="center", va="bottom", fontsize=8)
+
+
+def _figure_legend(
+    fig: Figure,
+    handles: Sequence[Artist],
+    *,
+    n_cols: int,
+    title: str | None = None,
+    y: float = 0.0,
+) -> None:
+    """The house legend of a figure: centred at the bottom (``y`` in figure fractions),
+    frameless, 8-point entries and title."""
     fig.legend(
         handles=handles,
         title=title,
         loc="lower center",
-        bbox_to_anchor=(0.5, 0.02 / height),
+        bbox_to_anchor=(0.5, y),
         ncols=n_cols,
         frameon=False,
         fontsize=8,
         title_fontsize=8,
     )
-    rows = -(-len(handles) // n_cols)
-    y = (_legend_height(rows) + 0.05) / height
-    fig.text(0.5, y, xlabel, ha="center", va="bottom", fontsize=8)
 
 
 def _legend_height(n_rows: int) -> float:
@@ -709,14 +722,7 @@ def plot_posterior_vs_point(
         handles.append(
             Line2D([], [], color=ROLE_COLORS["em"], lw=2.0, marker="|", label=em_interval.label)
         )
-    fig.legend(
-        handles=handles,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncols=len(handles),
-        frameon=False,
-        fontsize=8,
-    )
+    _figure_legend(fig, handles, n_cols=len(handles))
     # room for the titles above and the tick labels below each panel
     _fixed_margins(fig, left=0.2, top=0.3, bottom=0.65, gap_w=0.3, gap_h=0.6)
     return pc
@@ -903,16 +909,7 @@ def plot_data_fit(
     title = f"ellipses hold {ELLIPSE_MASS:.0%} of a component"
     if shown < d:
         title += f"; first {shown} of {d} features"
-    fig.legend(
-        handles=handles,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncols=len(handles),
-        title=title,
-        frameon=False,
-        fontsize=8,
-        title_fontsize=8,
-    )
+    _figure_legend(fig, handles, n_cols=len(handles), title=title)
     return fig
 
 
@@ -1092,18 +1089,8 @@ def plot_selection_accuracy(
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("share choosing the true K")
     if group:
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(
-            handles,
-            labels,
-            title=f"error bars: ±{z:g} MCSE",
-            loc="lower center",
-            bbox_to_anchor=(0.5, 0.0),
-            ncols=len(levels),
-            frameon=False,
-            fontsize=8,
-            title_fontsize=8,
-        )
+        handles, _ = axes[0].get_legend_handles_labels()
+        _figure_legend(fig, handles, n_cols=len(levels), title=f"error bars: ±{z:g} MCSE")
     return fig
 
 
