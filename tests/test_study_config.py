@@ -126,6 +126,11 @@ BAD_CONFIGS = [
         ["methods.advi.target_accept", "0.9", "allowed keys"],
     ),
     (
+        "unknown ordering",
+        'name = "x"\n[methods.em]\n[methods.bayes]\nordering = "relabel"\n',
+        ["methods.bayes.ordering", '"relabel"', "'transform'", "'sort'"],
+    ),
+    (
         "start at EM without EM",
         'name = "x"\n[methods.bayes]\n',
         ["methods.bayes.start_at_em", "[methods.em]"],
@@ -347,4 +352,19 @@ def test_target_accept_is_parsed_and_its_default_keeps_the_hash() -> None:
     # the default written out hashes as before the key existed
     default = parse_study(with_bayes + f"target_accept = {DEFAULT_TARGET_ACCEPT}\n")
     assert "target_accept" not in default.to_dict()["methods"]["bayes"]
+    assert default.config_hash() == parse_study(with_bayes).config_hash()
+
+
+def test_ordering_is_parsed_and_its_default_keeps_the_hash() -> None:
+    from workbench.bayes.options import DEFAULT_ORDERING
+    from workbench.study.config import BayesOptions
+
+    with_bayes = BASE + "[methods.bayes]\n"
+    assert BayesOptions().ordering == DEFAULT_ORDERING == "transform"
+    config = parse_study(with_bayes + 'ordering = "sort"\n')
+    assert config.methods["bayes"].ordering == "sort"
+    assert config.to_dict()["methods"]["bayes"]["ordering"] == "sort"
+    assert config.config_hash() != parse_study(with_bayes).config_hash()
+    default = parse_study(with_bayes + f'ordering = "{DEFAULT_ORDERING}"\n')
+    assert "ordering" not in default.to_dict()["methods"]["bayes"]
     assert default.config_hash() == parse_study(with_bayes).config_hash()

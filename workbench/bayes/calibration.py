@@ -15,7 +15,8 @@ one ``tied`` matrix), and the derived quantity ``loglik``, the data log-likeliho
 ``sum_i log p(x_i | theta)``. A derived quantity that depends on the data makes SBC far more
 sensitive (Modrák et al. 2023). The truth is drawn from the ordered prior
 (:func:`workbench.bayes.prior_sampling.draw_prior_mixture`), so it is ranked against the *raw*
-posterior (``fit.idata["posterior"]``), whose labels are the ordered transform's. The
+posterior (``fit.idata["posterior"]``), which is on that labelling (by the ordered transform,
+or sorted after sampling with ``ordering='sort'``). The
 relabelled arrays of :class:`~workbench.bayes.sampling.BayesFit` are not used: Stephens'
 relabelling may permute draws away from the ordered labelling, which would make the
 comparison with an ordered truth wrong.

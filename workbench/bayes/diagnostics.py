@@ -42,6 +42,7 @@ class BayesDiagnostics(TypedDict, total=False):
     draws: int
     tune: int
     covariance_type: str
+    ordering: str
     warnings: str
 
 

@@ -12,10 +12,12 @@ __all__ = [
     "AUTO_SAMPLER",
     "DEFAULT_CHAINS",
     "DEFAULT_DRAWS",
+    "DEFAULT_ORDERING",
     "DEFAULT_TARGET_ACCEPT",
     "DEFAULT_TUNE",
     "TARGET_ACCEPT_SAMPLERS",
     "MCMC_SAMPLERS",
+    "ORDERINGS",
     "SAMPLERS",
 ]
 
@@ -38,6 +40,15 @@ DEFAULT_TARGET_ACCEPT = 0.8
 #: The samplers that take ``target_accept``; with the others another value than the default is
 #: an error.
 TARGET_ACCEPT_SAMPLERS: tuple[str, ...] = ("auto", "nutpie")
+#: How the draws get the ordered labelling (first mean coordinate increasing). 'transform':
+#: the sampler works on PyMC's ordered transform. 'sort': it samples the exchangeable
+#: (label-switching) model and each draw's components are sorted jointly afterwards, which
+#: targets the same ordered posterior. In 2-D the transform's chains can stay on one side of
+#: a low-density ridge where two components swap their first-coordinate order; in SBC
+#: (README, "Calibration") the 95% intervals of K = 2 in 2-D covered 0.911 with 'transform'
+#: and 0.95 with 'sort'.
+ORDERINGS: tuple[str, ...] = ("transform", "sort")
+DEFAULT_ORDERING = "transform"
 #: ADVI: draws taken from the fitted approximation, and optimisation steps.
 ADVI_DRAWS = 1000
 ADVI_STEPS = 10_000

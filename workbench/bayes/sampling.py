@@ -68,8 +68,10 @@ from workbench.bayes.options import (
     AUTO_SAMPLER,
     DEFAULT_CHAINS,
     DEFAULT_DRAWS,
+    DEFAULT_ORDERING,
     DEFAULT_TARGET_ACCEPT,
     DEFAULT_TUNE,
+    ORDERINGS,
     SAMPLERS,
     TARGET_ACCEPT_SAMPLERS,
 )
@@ -114,7 +116,8 @@ class BayesFit:
     Attributes
     ----------
     idata : xarray.DataTree
-        Groups ``posterior`` (raw draws, labels as sampled), ``posterior_relabelled``
+        Groups ``posterior`` (raw draws on the model's ordered labelling; see ``ordering`` of
+        :func:`fit_bayes`), ``posterior_relabelled``
         (``w``, ``mu``, ``cov`` after relabelling), ``sample_stats`` (empty for ADVI),
         ``observed_data`` and ``log_likelihood`` (pointwise, variable ``x``, dims
         (chain, draw, obs)).
@@ -132,7 +135,7 @@ class BayesFit:
         (chains started at the given ``init``), ``sampling_seconds``,
         ``compile_seconds`` (0 when a compiled model was reused; NaN for ADVI, whose
         compile cannot be separated from its optimisation), ``model_reused``, ``chains``,
-        ``draws``, ``tune``, ``covariance_type``.
+        ``draws``, ``tune``, ``covariance_type``, ``ordering``.
     """
 
     idata: xr.DataTree
@@ -189,7 +192,7 @@ def clear_model_cache() -> None:
 
 
 def _cached_model(
-    X: np.ndarray, n_components: int, covariance_type: str, priors: BayesPriors
+    X: np.ndarray, n_components: int, covariance_type: str, priors: BayesPriors, ordering: str
 ) -> tuple[_CachedModel, bool]:
     # The data and the data-scaled hyperparameters are pm.Data, and the compiled nutpie
     # model reads their lengths at call time, so only the structure is in the key: one
@@ -200,13 +203,20 @@ def _cached_model(
         covariance_type,
         priors.dirichlet_concentration,
         priors.lkj_eta,
+        ordering,
     )
     with _CACHE_LOCK:
         entry = _CACHE.get(key)
         if entry is not None:
             _CACHE.move_to_end(key)
             return entry, True
-    model = build_model(X, n_components, covariance_type=covariance_type, priors=priors)
+    model = build_model(
+        X,
+        n_components,
+        covariance_type=covariance_type,
+        priors=priors,
+        ordered_means=ordering == "transform",
+    )
     entry = _CachedModel(model=model, covariance_type=covariance_type, lock=threading.Lock())
     with _CACHE_LOCK:
         # another thread may have built the same model meanwhile: keep the first
@@ -232,6 +242,7 @@ def precompile(
     covariance_type: str = "full",
     priors: BayesPriors | Mapping[str, Any] | None = None,
     sampler: str = "auto",
+    ordering: str = DEFAULT_ORDERING,
 ) -> float:
     """Build and compile the model of one structure now, for every later fit of that structure.
 
@@ -254,6 +265,8 @@ def precompile(
         Only nutpie keeps a compiled sampler between fits. PyMC's NUTS, numpyro and ADVI
         compile inside every call, so for them the PyMC model is built and cached and
         nothing is compiled.
+    ordering : {'transform', 'sort'}, default DEFAULT_ORDERING
+        As for :func:`fit_bayes`; each ordering is its own model.
 
     Returns
     -------
@@ -269,9 +282,10 @@ def precompile(
     n_features = check_int("n_features", n_features, minimum=1)
     n_components = check_int("n_components", n_components, minimum=1)
     check_choice("sampler", sampler, SAMPLERS)
+    check_choice("ordering", ordering, ORDERINGS)
     priors = _resolve_priors(priors)
     X = _placeholder_data(n_features, n_components)
-    entry, _ = _cached_model(X, n_components, covariance_type, priors)
+    entry, _ = _cached_model(X, n_components, covariance_type, priors, ordering)
     if (AUTO_SAMPLER if sampler == "auto" else sampler) != "nutpie":
         return 0.0
     return _compile_nutpie(entry)
@@ -500,6 +514,7 @@ def fit_bayes(
     progressbar: bool = False,
     cores: int | None = None,
     target_accept: float = DEFAULT_TARGET_ACCEPT,
+    ordering: str = DEFAULT_ORDERING,
 ) -> BayesFit:
     """Fit the Bayesian Gaussian mixture by MCMC (or ADVI) and relabel the draws.
 
@@ -531,6 +546,13 @@ def fit_bayes(
         it; with 'pymc' or 'numpyro' another value than the default is an error. Higher
         values take smaller steps: fewer divergences in funnel-like regions, at a higher
         cost per draw.
+    ordering : {'transform', 'sort'}, default DEFAULT_ORDERING
+        How the raw draws (``idata['posterior']``) get the ordered labelling, first mean
+        coordinate increasing: 'transform' samples on the ordered transform; 'sort' samples
+        the exchangeable model and sorts each draw's components jointly, keeping only ``w``,
+        ``mu`` and ``cov`` in the posterior group (the sampled per-component variables carry
+        arbitrary labels). Both target the same posterior; see
+        :data:`workbench.bayes.options.ORDERINGS` for when they differ in practice.
 
     Returns
     -------
@@ -546,6 +568,7 @@ def fit_bayes(
     """
     X = check_data(X, n_components)
     check_choice("sampler", sampler, SAMPLERS)
+    check_choice("ordering", ordering, ORDERINGS)
     chains = check_int("chains", chains, minimum=1)
     draws = check_int("draws", draws, minimum=1)
     tune = check_int("tune", tune, minimum=1 if sampler == "advi" else 0)
@@ -570,7 +593,7 @@ def fit_bayes(
     rng = np.random.default_rng(random_seed)
     name = AUTO_SAMPLER if sampler == "auto" else sampler
 
-    entry, reused = _cached_model(X, n_components, covariance_type, priors)
+    entry, reused = _cached_model(X, n_components, covariance_type, priors, ordering)
     start = initial_values(
         entry.model, init if init is not None else spread_start(X, n_components), covariance_type
     )
@@ -618,8 +641,31 @@ def fit_bayes(
             "draws": draws,
             "tune": tune,
             "covariance_type": covariance_type,
+            "ordering": ordering,
         },
     )
+
+
+def _sorted_by_first_mean(posterior: xr.Dataset) -> xr.Dataset:
+    """``w``, ``mu`` and ``cov`` of every draw with components sorted by ``mu[:, 0]``.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        With ``w`` (chain, draw, K), ``mu`` (chain, draw, K, d), ``cov`` (chain, draw, K, d, d).
+
+    Returns
+    -------
+    xarray.Dataset
+        Only those three variables, same dims and attributes.
+    """
+    order = np.argsort(posterior["mu"].values[..., 0], axis=-1, kind="stable")
+    sorted_vars = {}
+    for name in ("w", "mu", "cov"):
+        values = posterior[name].values
+        index = order.reshape(order.shape + (1,) * (values.ndim - order.ndim))
+        sorted_vars[name] = posterior[name].copy(data=np.take_along_axis(values, index, axis=2))
+    return xr.Dataset(sorted_vars, attrs=posterior.attrs)
 
 
 def _assemble(
@@ -631,6 +677,8 @@ def _assemble(
     run_info: dict[str, Any],
 ) -> BayesFit:
     posterior = idata["posterior"].to_dataset()
+    if run_info["ordering"] == "sort":
+        posterior = _sorted_by_first_mean(posterior)
     raw_w = posterior["w"].values
     raw_mu = posterior["mu"].values
     raw_cov = posterior["cov"].values

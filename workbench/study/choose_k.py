@@ -178,6 +178,7 @@ def _fit_at(
         draws=bayes.draws,
         tune=bayes.tune,
         target_accept=bayes.target_accept,
+        ordering=bayes.ordering,
         priors=bayes.priors,
         init=start,
         reference=start,

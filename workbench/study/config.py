@@ -60,9 +60,11 @@ from workbench.bayes.options import (
     ADVI_STEPS,
     DEFAULT_CHAINS,
     DEFAULT_DRAWS,
+    DEFAULT_ORDERING,
     DEFAULT_TARGET_ACCEPT,
     DEFAULT_TUNE,
     MCMC_SAMPLERS,
+    ORDERINGS,
     SPARSE_CONCENTRATION,
     TARGET_ACCEPT_SAMPLERS,
 )
@@ -189,6 +191,9 @@ class BayesOptions:
         NUTS' target acceptance rate (only with sampler ``'auto'`` or ``'nutpie'``); default
         :data:`workbench.bayes.options.DEFAULT_TARGET_ACCEPT`, which stays out of the
         config hash, so studies that do not set it keep their hash.
+    ordering : {'transform', 'sort'}
+        How the draws get the ordered labelling (:func:`workbench.bayes.fit_bayes`); the
+        default :data:`workbench.bayes.options.DEFAULT_ORDERING` stays out of the hash.
     """
 
     sampler: str = "auto"
@@ -199,6 +204,7 @@ class BayesOptions:
     start_at_em: bool = True
     priors: BayesPriors = field(default_factory=BayesPriors)
     target_accept: float = DEFAULT_TARGET_ACCEPT
+    ordering: str = DEFAULT_ORDERING
 
 
 @dataclass(frozen=True)
@@ -414,8 +420,12 @@ def _options_dict(options: EMOptions | BayesOptions | AdviOptions) -> dict[str, 
     if isinstance(options, EMOptions):
         out = {k: v for k, v in out.items() if k not in _INFERENCE_KEYS}
         out |= options.inference_options()
-    if isinstance(options, BayesOptions) and options.target_accept == DEFAULT_TARGET_ACCEPT:
-        del out["target_accept"]  # the default keeps the hashes of studies from before the key
+    if isinstance(options, BayesOptions):
+        # defaults keep the hashes of studies from before these keys
+        if options.target_accept == DEFAULT_TARGET_ACCEPT:
+            del out["target_accept"]
+        if options.ordering == DEFAULT_ORDERING:
+            del out["ordering"]
     return out
 
 
@@ -483,6 +493,7 @@ _VALIDATORS: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
         "start_at_em": _BOOL,
         "priors": _TABLE,
         "target_accept": _PROBABILITY,
+        "ordering": _one_of(ORDERINGS),
     },
     AdviOptions: {
         "draws": _int_at_least(1),

@@ -23,7 +23,7 @@ import numpy as np
 
 from workbench.align import align_to_reference
 from workbench.bayes import fit_bayes
-from workbench.bayes.options import DEFAULT_TARGET_ACCEPT
+from workbench.bayes.options import DEFAULT_ORDERING, DEFAULT_TARGET_ACCEPT
 from workbench.em import (
     ConfidenceIntervals,
     EMHistory,
@@ -87,8 +87,8 @@ class TaskSpec:
     @property
     def affinity(self) -> tuple:
         """What selects the task's compiled Bayesian models: features, components, and per
-        Bayesian method its covariance type and structural priors (the data and data-scaled
-        hyperparameters are swapped into a compiled model; see
+        Bayesian method its covariance type, structural priors and ordering (the data and
+        data-scaled hyperparameters are swapped into a compiled model; see
         :func:`workbench.bayes.sampling.precompile`). Tasks without a Bayesian method share
         ``(d, K, ())``. A local pool sends tasks of one affinity to the same worker."""
         methods = tuple(
@@ -97,6 +97,7 @@ class TaskSpec:
                 options.covariance_type,
                 options.priors.dirichlet_concentration,
                 options.priors.lkj_eta,
+                options.ordering,
             )
             for name, options in self.methods.items()
             if isinstance(options, BayesOptions)
@@ -401,9 +402,11 @@ def _fit_bayes(
     spec: TaskSpec,
 ) -> FitRecord:
     if isinstance(options, BayesOptions):
-        sampler, chains, target_accept = options.sampler, options.chains, options.target_accept
+        sampler, chains = options.sampler, options.chains
+        target_accept, ordering = options.target_accept, options.ordering
     else:
-        sampler, chains, target_accept = "advi", 1, DEFAULT_TARGET_ACCEPT
+        sampler, chains = "advi", 1
+        target_accept, ordering = DEFAULT_TARGET_ACCEPT, DEFAULT_ORDERING
     start = time.perf_counter()
     fit = fit_bayes(
         dataset.X_train,
@@ -420,6 +423,7 @@ def _fit_bayes(
         progressbar=False,
         cores=spec.chain_cores,
         target_accept=target_accept,
+        ordering=ordering,
     )
     seconds = time.perf_counter() - start
     sbc: SBCRanks | None = None
