@@ -19,6 +19,7 @@ Precisions are stored as the upper-triangular factor ``U`` with ``precision = U 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -28,6 +29,8 @@ __all__ = [
     "COVARIANCE_TYPES",
     "CovarianceType",
     "MixtureParams",
+    "aic",
+    "bic",
     "component_log_prob",
     "log_prob",
     "n_parameters",
@@ -250,6 +253,16 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
         "spherical": k,
     }[covariance_type]
     return covariance + k * d + k - 1
+
+
+def bic(loglik: float, n_params: int, n_samples: int) -> float:
+    """``-2 loglik + p log n``: scikit-learn's BIC, lower is better (mclust's is its negative)."""
+    return -2.0 * loglik + n_params * math.log(n_samples)
+
+
+def aic(loglik: float, n_params: int) -> float:
+    """``-2 loglik + 2 p``: scikit-learn's AIC, lower is better."""
+    return -2.0 * loglik + 2.0 * n_params
 
 
 def sample(

@@ -37,6 +37,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from workbench import mixture
 from workbench.em._kernels import sufficient_statistics
 from workbench.em._steps import (
     EMState,
@@ -881,7 +882,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         float
         """
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+        return mixture.bic(self.score(X) * X.shape[0], self._n_parameters(), X.shape[0])
 
     def aic(self, X: np.ndarray) -> float:
         """Akaike information criterion on ``X``; lower is better.
@@ -894,7 +895,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         float
         """
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return mixture.aic(self.score(X) * X.shape[0], self._n_parameters())
 
     def to_params(self) -> MixtureParams:
         """The fitted mixture as :class:`workbench.mixture.MixtureParams`.

@@ -23,12 +23,12 @@ Govaert 2000).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 from scipy.special import logsumexp
 
+from workbench import mixture
 from workbench.em._estimator import GaussianMixture
 from workbench.mixture import MixtureParams, check_covariance_type, n_parameters
 
@@ -145,7 +145,7 @@ def information_criteria(
     map_term = float(np.sum(np.max(weighted, axis=1) - log_norm))
     loglik = float(np.sum(log_norm))
     p = n_parameters(params.n_components, params.n_features, covariance_type)
-    bic = -2.0 * loglik + p * math.log(n)
+    bic = mixture.bic(loglik, p, n)
     icl = bic - 2.0 * map_term
     return InformationCriteria(
         loglik=loglik,
@@ -154,7 +154,7 @@ def information_criteria(
         map_log_responsibility=map_term,
         bic=bic,
         icl=icl,
-        aic=-2.0 * loglik + 2.0 * p,
+        aic=mixture.aic(loglik, p),
         bic_mclust=-bic,
         icl_mclust=-icl,
     )
