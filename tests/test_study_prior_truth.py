@@ -218,6 +218,9 @@ def test_report_calibration_tables_recompute_from_sql(prior_study):
         coverage = calibration_tables.prior_coverage_table(
             store.table("ordered_intervals"), store.conditions()
         )
+        pooled = calibration_tables.pooled_prior_coverage_table(
+            store.table("ordered_intervals"), store.conditions()
+        )
         tidy = tidy_results(store)
     db = sqlite3.connect(prior_study / "study.db")
     # 12 simulations: 2 bins (5 expected per bin); rank r of L falls in bin r * 2 // (L + 1)
@@ -249,12 +252,52 @@ def test_report_calibration_tables_recompute_from_sql(prior_study):
         merged["coverage_mcse"],
         np.sqrt(merged["coverage_y"] * (1 - merged["coverage_y"]) / merged["n"]),
     )
+    # pooled: each simulation's share of covering intervals, then mean and sd / sqrt(n)
+    shares = pd.read_sql_query(
+        "SELECT level, replication, AVG(covered) AS share FROM ordered_intervals "
+        "GROUP BY level, replication",
+        db,
+    )
+    assert len(pooled) == 2 and (pooled["n_quantities"] == 6).all()
+    for level, group in shares.groupby("level"):
+        row = pooled[pooled["level"] == level].iloc[0]
+        assert row["n_sim"] == len(group) == 12
+        assert row["coverage"] == pytest.approx(group["share"].mean())
+        assert row["coverage_mcse"] == pytest.approx(group["share"].std(ddof=1) / math.sqrt(12))
     db.close()
     # `workbench results` exports the ranks
     rank_rows = tidy[tidy["quantity"] == "sbc_rank"]
     assert len(rank_rows) == 12 * 7
     assert (rank_rows["sbc_n_draws"] >= rank_rows["value"]).all()
     assert not math.isnan(float(rank_rows["sbc_ess_bulk"].iloc[0]))
+
+
+@pytest.mark.slow
+def test_report_has_the_calibration_section_with_its_tables_and_figures(prior_study, tmp_path):
+    import re
+
+    from workbench.report import build_report
+
+    index = build_report(prior_study, output_dir=tmp_path)
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    html = index.read_text(encoding="utf-8")
+    section = markdown.split("## Calibration", 1)[1].split("\n## ", 1)[0]
+    for title in (
+        "### Uniformity of the SBC ranks",
+        "### Coverage averaged over the prior, pooled over parameters",
+        "### Coverage averaged over the prior (ordered labelling)",
+    ):
+        assert title in section
+        assert title.removeprefix("### ") in html
+    pooled = pd.read_csv(tmp_path / "tables" / "prior_coverage_pooled.csv")
+    assert sorted(pooled["level"]) == [0.5, 0.9]
+    # the pooled row of the 90% level is shown with its MCSE
+    row = pooled[pooled["level"] == 0.9].iloc[0]
+    assert f"{row['coverage']:.3f}"[:4] in section
+    figures = re.findall(r"\(figures/(sbc-[^)]+\.png)\)", section)
+    assert any(f.startswith("sbc-ecdf-") for f in figures)
+    assert any(f.startswith("sbc-hist-") for f in figures)
+    assert all((tmp_path / "figures" / f).stat().st_size > 0 for f in figures)
 
 
 # --------------------------------------------------------------------------- pieces

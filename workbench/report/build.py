@@ -381,8 +381,12 @@ class _Report:
         cases = calibration_tables.rank_cases(self.sbc_ranks, self.fits)
         uniformity = calibration_tables.uniformity_table(cases, self.conditions)
         coverage = calibration_tables.prior_coverage_table(self.ordered_intervals, self.conditions)
+        pooled = calibration_tables.pooled_prior_coverage_table(
+            self.ordered_intervals, self.conditions
+        )
         self._csv(uniformity, "sbc_uniformity")
         self._csv(coverage, "prior_coverage")
+        self._csv(pooled, "prior_coverage_pooled")
         figures = []
         for case in cases:
             stem = f"c{case.condition_id:03d}-{case.method}"
@@ -431,6 +435,15 @@ class _Report:
                 f"over the quantities of a case; flagged when the adjusted p < "
                 f"{calibration_tables.CALIBRATION_ALPHA}. L is the number of thinned draws "
                 "(about the bulk ESS).",
+            ),
+            "pooled": _Table(
+                "Coverage averaged over the prior, pooled over parameters",
+                calibration_tables.pooled_coverage_display(pooled),
+                "tables/prior_coverage_pooled.csv",
+                "Each simulation's share of covering intervals (all parameters of the fit), "
+                "averaged over the simulations; MCSE over the simulations, so the correlation "
+                "between the parameters of one fit is allowed for. * marks more than 2 MCSEs "
+                "from nominal. A shortfall shared by all parameters shows here first.",
             ),
             "coverage": _Table(
                 "Coverage averaged over the prior (ordered labelling)",

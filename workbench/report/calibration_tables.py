@@ -17,12 +17,14 @@ import pandas as pd
 
 from workbench.bayes.calibration import RANK_BINS, RankTable, sbc_check
 from workbench.report.tables import format_mcse
-from workbench.study.summaries import proportion
+from workbench.study.summaries import mean_with_mcse, proportion
 
 __all__ = [
     "CALIBRATION_ALPHA",
     "RankCase",
     "coverage_display",
+    "pooled_coverage_display",
+    "pooled_prior_coverage_table",
     "prior_coverage_table",
     "rank_cases",
     "uniformity_bins",
@@ -221,6 +223,61 @@ def prior_coverage_table(ordered_intervals: pd.DataFrame, conditions: pd.DataFra
     return pd.DataFrame(rows)
 
 
+def pooled_prior_coverage_table(
+    ordered_intervals: pd.DataFrame, conditions: pd.DataFrame
+) -> pd.DataFrame:
+    """Prior-averaged coverage pooled over a fit's parameters, per condition, method and level.
+
+    Each simulation contributes the share of its parameters whose interval covered; the
+    coverage is the mean of those shares and its MCSE their standard deviation over
+    ``sqrt(n_sim)``, which allows for the parameters of one fit being correlated. Pooling
+    makes a shortfall that every parameter shares visible with a few hundred simulations.
+
+    Parameters
+    ----------
+    ordered_intervals, conditions : DataFrame
+        The store's tables of those names.
+
+    Returns
+    -------
+    DataFrame
+        One row per condition, method and level: ``condition_id, condition, method, level,
+        n_sim, n_quantities, coverage, coverage_mcse, z`` (``(coverage - level) /
+        coverage_mcse``) and ``within_2_mcse``.
+    """
+    labels = dict(zip(conditions["condition_id"], conditions["label"], strict=True))
+    rows = []
+    for (condition_id, method, level), group in ordered_intervals.groupby(
+        ["condition_id", "method", "level"], sort=False
+    ):
+        shares = group.groupby("replication")["covered"].mean().to_numpy(dtype=float)
+        measure = mean_with_mcse(shares)
+        z = (measure.value - level) / measure.mcse if measure.mcse > 0 else math.nan
+        # with no spread the MCSE is 0: only an exact hit is within it
+        within = bool(abs(z) <= 2.0) if math.isfinite(z) else measure.value == level
+        rows.append(
+            {
+                "condition_id": condition_id,
+                "condition": labels[condition_id],
+                "method": method,
+                "level": level,
+                "n_sim": len(shares),
+                "n_quantities": group["quantity"].nunique(),
+                "coverage": measure.value,
+                "coverage_mcse": measure.mcse,
+                "z": z,
+                "within_2_mcse": within,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def pooled_coverage_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`pooled_prior_coverage_table` as shown: one row per condition and method, one
+    column per level; ``coverage (MCSE)``, ``*`` when more than 2 MCSEs from nominal."""
+    return _by_level(table, ["condition", "method"], {"n_quantities": "parameters"})
+
+
 def uniformity_display(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`uniformity_table` as shown in the report (rounded p-values, readable headings)."""
     return pd.DataFrame(
@@ -246,6 +303,12 @@ def coverage_display(table: pd.DataFrame) -> pd.DataFrame:
     Each cell is ``coverage (MCSE)``, marked ``*`` when more than 2 MCSEs (at the nominal
     level) from the nominal level.
     """
+    return _by_level(table, ["condition", "method", "quantity"], {})
+
+
+def _by_level(table: pd.DataFrame, index: list[str], counts: dict[str, str]) -> pd.DataFrame:
+    """Coverage rows pivoted to one column per level, then ``counts`` columns (renamed) and
+    the number of simulations."""
     if table.empty:
         return pd.DataFrame()
     cells = table.assign(
@@ -257,11 +320,11 @@ def coverage_display(table: pd.DataFrame) -> pd.DataFrame:
         ],
         column=[f"{100 * level:g}%" for level in table["level"]],
     )
-    index = ["condition", "method", "quantity"]
     wide = cells.pivot_table(index=index, columns="column", values="cell", aggfunc="first")
-    levels = sorted(table["level"].unique())
-    wide = wide[[f"{100 * level:g}%" for level in levels]]
+    wide = wide[[f"{100 * level:g}%" for level in sorted(table["level"].unique())]]
     order = cells.drop_duplicates(index)[index]
     wide = order.merge(wide.reset_index(), on=index, how="left")
-    n_sim = table.groupby(index, sort=False)["n_sim"].first().reset_index()
-    return wide.merge(n_sim, on=index, how="left").rename(columns={"n_sim": "simulations"})
+    extra = table.groupby(index, sort=False)[[*counts, "n_sim"]].first().reset_index()
+    return wide.merge(extra, on=index, how="left").rename(
+        columns={**counts, "n_sim": "simulations"}
+    )
