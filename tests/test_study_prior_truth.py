@@ -343,7 +343,8 @@ def test_readme_states_what_experiments_sbc_ran_and_its_committed_result():
     stated = (
         f"K = 2 and 3 in 1-D and 2-D, n = {config.conditions[0].n_train}, {bayes.chains} "
         f"chains x {bayes.draws} draws after {bayes.tune} tuning steps, target_accept "
-        f"{bayes.target_accept:g}, chains started at {start}, {config.replications} "
+        f'{bayes.target_accept:g}, ordering "{bayes.ordering}", chains started at {start}, '
+        f"{config.replications} "
         "simulations per case"
     )
     assert stated in readme
@@ -357,6 +358,15 @@ def test_readme_states_what_experiments_sbc_ran_and_its_committed_result():
         "cells more than 2 MCSEs from nominal"
     )
     assert result in readme, result
+    pooled = pd.read_csv(root / "reports" / "sbc" / "tables" / "prior_coverage_pooled.csv")
+    for (k, d), rows in pooled.groupby(
+        [pooled["condition"].str.extract(r"K(\d)")[0], pooled["condition"].str.extract(r"d(\d)")[0]]
+    ):
+        cells = " | ".join(
+            f"{c:.3f} ({m:.3f})"
+            for c, m in zip(rows["coverage"], rows["coverage_mcse"], strict=True)
+        )
+        assert f"| K = {k}, {d}-D | " in readme and cells in readme, cells
 
 
 @pytest.mark.slow
