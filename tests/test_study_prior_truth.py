@@ -36,6 +36,7 @@ n_test = 30
 
 [methods.em]
 n_init = 1
+intervals = ["sandwich"]
 
 [methods.bayes]
 chains = 2
@@ -290,10 +291,25 @@ def test_report_has_the_calibration_section_with_its_tables_and_figures(prior_st
         assert title in section
         assert title.removeprefix("### ") in html
     pooled = pd.read_csv(tmp_path / "tables" / "prior_coverage_pooled.csv")
-    assert sorted(pooled["level"]) == [0.5, 0.9]
+    assert sorted(pooled.loc[pooled["method"] == "bayes", "level"]) == [0.5, 0.9]
     # the pooled row of the 90% level is shown with its MCSE
-    row = pooled[pooled["level"] == 0.9].iloc[0]
+    row = pooled[(pooled["method"] == "bayes") & (pooled["level"] == 0.9)].iloc[0]
     assert f"{row['coverage']:.3f}"[:4] in section
+    # EM's Wald intervals stand beside the posterior's, aligned to the truth
+    coverage = pd.read_csv(tmp_path / "tables" / "prior_coverage.csv")
+    assert set(pooled["method"]) == set(coverage["method"]) == {"bayes", "em sandwich-wald"}
+    db = sqlite3.connect(prior_study / "study.db")
+    sql = pd.read_sql_query(
+        "SELECT parameter AS quantity, level, AVG(covered) AS share, COUNT(covered) AS n "
+        "FROM intervals WHERE method = 'em' AND interval = 'sandwich-wald' "
+        "GROUP BY parameter, level",
+        db,
+    )
+    db.close()
+    em = coverage[coverage["method"] == "em sandwich-wald"].merge(sql, on=["quantity", "level"])
+    assert len(em) == len(sql) > 0
+    assert np.allclose(em["coverage"], em["share"]) and (em["n_sim"] == em["n"]).all()
+    assert "| em sandwich-wald |" in section
     figures = re.findall(r"\(figures/(sbc-[^)]+\.png)\)", section)
     assert any(f.startswith("sbc-ecdf-") for f in figures)
     assert any(f.startswith("sbc-hist-") for f in figures)

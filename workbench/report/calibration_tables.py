@@ -23,6 +23,7 @@ __all__ = [
     "CALIBRATION_ALPHA",
     "RankCase",
     "coverage_display",
+    "point_interval_rows",
     "pooled_coverage_display",
     "pooled_prior_coverage_table",
     "prior_coverage_table",
@@ -221,6 +222,48 @@ def prior_coverage_table(ordered_intervals: pd.DataFrame, conditions: pd.DataFra
             }
         )
     return pd.DataFrame(rows)
+
+
+def point_interval_rows(
+    intervals: pd.DataFrame, estimates: pd.DataFrame, posterior_methods: set[str]
+) -> pd.DataFrame:
+    """The confidence intervals of point-estimate methods (EM's Wald or bootstrap), shaped like
+    the store's ``ordered_intervals`` so the prior-averaged coverage tables can hold them.
+
+    Their labels are aligned to the truth, as everywhere else in the report; an interval
+    method with exact frequentist coverage at every truth also covers its nominal share
+    averaged over the prior, which puts it on the posterior's yardstick.
+
+    Parameters
+    ----------
+    intervals, estimates : DataFrame
+        The store's tables of those names.
+    posterior_methods : set of str
+        Methods whose intervals come from ``ordered_intervals`` instead (the Bayes fits).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``condition_id, replication, method, quantity, kind, level, covered``;
+        ``method`` is ``"<method> <interval>"``, e.g. ``"em sandwich-wald"``.
+    """
+    columns = ["condition_id", "replication", "method", "quantity", "kind", "level", "covered"]
+    rows = intervals[~intervals["method"].isin(posterior_methods)]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    kinds = estimates.drop_duplicates(["method", "parameter"]).set_index(["method", "parameter"])
+    kind = kinds["kind"].reindex(pd.MultiIndex.from_frame(rows[["method", "parameter"]]))
+    return pd.DataFrame(
+        {
+            "condition_id": rows["condition_id"].to_numpy(),
+            "replication": rows["replication"].to_numpy(),
+            "method": (rows["method"] + " " + rows["interval"]).to_numpy(),
+            "quantity": rows["parameter"].to_numpy(),
+            "kind": kind.to_numpy(),
+            "level": rows["level"].to_numpy(),
+            "covered": rows["covered"].to_numpy(),
+        }
+    ).dropna(subset=["covered"])
 
 
 def pooled_prior_coverage_table(
