@@ -6,6 +6,7 @@ LOO, and one 2-D sparse mixture with K_max = 6 for the count of non-empty compon
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from arviz_stats import loo
 
 from workbench.bayes import fit_bayes
-from workbench.bayes.loo import LooResult, loo_of_fit, pareto_k_threshold
+from workbench.bayes.loo import LooResult, PsisError, loo_of_fit, pareto_k_threshold
 from workbench.bayes.sparse import SPARSE_CONCENTRATION, fit_sparse_mixture, occupied_counts
 from workbench.mixture import MixtureParams, sample
 from workbench.selection import compare_loo
@@ -84,6 +85,34 @@ def test_compare_loo_rejects_bad_input(loo_fits):
         compare_loo({2: loo_fits[2]})
     with pytest.raises(ValueError, match="key 3 for a fit with 2 components"):
         compare_loo({1: loo_fits[1], 3: loo_fits[2]})
+
+
+def _stuck(fit, n_components):
+    """A copy of ``fit`` whose draws all repeat the first one, labelled as a fit of K components.
+
+    What a chain that never moved leaves behind: every observation's importance ratios are
+    equal, so PSIS has no tail to fit. The label lets it stand in for a third K.
+    """
+    tree = fit.idata.copy(deep=True)
+    log_lik = tree["log_likelihood"]["x"].values
+    log_lik[...] = log_lik[:1, :1]
+    weights = np.zeros((*fit.weights.shape[:2], n_components))
+    weights[..., : fit.weights.shape[-1]] = fit.weights
+    return dataclasses.replace(fit, idata=tree, weights=weights)
+
+
+@pytest.mark.slow
+def test_a_fit_without_psis_is_left_out_of_the_comparison_and_named(loo_fits):
+    stuck = _stuck(loo_fits[2], 3)
+    with pytest.raises(PsisError, match="draws repeat"):
+        loo_of_fit(stuck)
+    comparison = compare_loo({**loo_fits, 3: stuck})
+    assert list(comparison.table["n_components"]) == [1, 2]
+    assert comparison.choice == 2 and comparison.stacking_choice == 2
+    assert list(comparison.failed) == [3] and "Pareto tail" in comparison.failed[3]
+    # With one comparable fit left there is nothing to compare: the error names the reason.
+    with pytest.raises(ValueError, match="K=2: PSIS-LOO cannot fit a Pareto tail"):
+        compare_loo({1: loo_fits[1], 2: _stuck(loo_fits[2], 2)})
 
 
 def test_occupied_counts_follow_the_responsibilities():

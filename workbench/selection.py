@@ -537,12 +537,16 @@ class LooComparison:
         The K with the largest stacking weight.
     n_high_pareto_k : int
         Total count over all K, so no Pareto-k warning is dropped.
+    failed : dict of int to str
+        The K whose PSIS could not be computed (``PsisError``), with the reason; they are
+        left out of ``table`` and of both choices.
     """
 
     table: pd.DataFrame
     choice: int
     stacking_choice: int
     n_high_pareto_k: int
+    failed: dict[int, str]
 
 
 def compare_loo(fits: Mapping[int, BayesFit]) -> LooComparison:
@@ -557,24 +561,34 @@ def compare_loo(fits: Mapping[int, BayesFit]) -> LooComparison:
     -------
     LooComparison
 
+    A fit whose PSIS fails (repeated draws, see :class:`~workbench.bayes.loo.PsisError`) is
+    left out and listed in ``failed``; the others are compared.
+
     Raises
     ------
     ValueError
-        If fewer than two fits are given, a key is not the fit's K, or the fits are of
-        different data sizes.
+        If fewer than two fits are given or fewer than two have a PSIS-LOO, a key is not the
+        fit's K, or the fits are of different data sizes.
     """
     from arviz_stats import compare
 
-    from workbench.bayes.loo import loo_of_fit
+    from workbench.bayes.loo import PsisError, loo_of_fit
 
     if len(fits) < 2:
         raise not_allowed("fits", dict(fits), "fits for at least two numbers of components")
     results = {}
+    failed: dict[int, str] = {}
     for k, fit in sorted(fits.items()):
         fitted_k = fit.weights.shape[-1]
         if not is_int(k) or k != fitted_k:
             raise ValueError(f"fits has key {k!r} for a fit with {fitted_k} components")
-        results[int(k)] = loo_of_fit(fit)
+        try:
+            results[int(k)] = loo_of_fit(fit)
+        except PsisError as exc:
+            failed[int(k)] = str(exc)
+    if len(results) < 2:
+        reasons = "; ".join(f"K={k}: {reason}" for k, reason in failed.items())
+        raise ValueError(f"PSIS-LOO needs at least two fits to compare; it failed for {reasons}")
     sizes = {r.n_data_points for r in results.values()}
     if len(sizes) != 1:
         raise ValueError(f"fits were made on different data sizes {sorted(sizes)}; use one X")
@@ -608,4 +622,5 @@ def compare_loo(fits: Mapping[int, BayesFit]) -> LooComparison:
         choice=int(table.loc[table["rank"].idxmin(), "n_components"]),
         stacking_choice=int(table.loc[table["stacking_weight"].idxmax(), "n_components"]),
         n_high_pareto_k=int(table["n_high_pareto_k"].sum()),
+        failed=failed,
     )

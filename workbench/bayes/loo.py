@@ -21,7 +21,15 @@ from arviz_stats import loo
 from workbench.bayes.model import OBSERVED
 from workbench.bayes.sampling import BayesFit
 
-__all__ = ["LooResult", "loo_of_fit", "pareto_k_threshold"]
+__all__ = ["LooResult", "PsisError", "loo_of_fit", "pareto_k_threshold"]
+
+# arviz_stats' message when an observation's tail of importance ratios is constant, so no
+# generalized Pareto distribution can be fitted (arviz_stats/base/diagnostics.py, 1.3.3).
+_CONSTANT_TAIL = "All tail values are the same"
+
+
+class PsisError(ValueError):
+    """PSIS could not smooth a fit's importance ratios; the message says why."""
 
 
 class LooResult(NamedTuple):
@@ -89,13 +97,25 @@ def loo_of_fit(fit: BayesFit) -> LooResult:
     ------
     ValueError
         If the fit has no pointwise log-likelihood.
+    PsisError
+        If an observation's largest importance ratios are all equal: the draws repeat (a
+        chain that did not move), and no Pareto tail can be fitted.
     """
     if "log_likelihood" not in fit.idata.children:
         raise ValueError("fit.idata has no log_likelihood group; PSIS-LOO needs it")
     with warnings.catch_warnings():
         # The high-k warning is counted below instead of printed.
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        result = loo(fit.idata, pointwise=True, var_name=OBSERVED)
+        try:
+            result = loo(fit.idata, pointwise=True, var_name=OBSERVED)
+        except ValueError as exc:
+            if _CONSTANT_TAIL not in str(exc):
+                raise
+            raise PsisError(
+                "PSIS-LOO cannot fit a Pareto tail: an observation's largest importance ratios "
+                "are all equal, so the draws repeat (a chain that did not move; max r_hat "
+                f"{fit.diagnostics.get('max_r_hat', float('nan')):.3g})"
+            ) from exc
     pareto_k = np.asarray(result.pareto_k.values, dtype=float).ravel()
     return LooResult(
         elpd=float(result.elpd),

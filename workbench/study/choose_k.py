@@ -222,6 +222,8 @@ def _loo_part(
     except Exception as exc:
         record.failures.append(SelectionFailure("bayes", None, cov, _error(exc)))
         return
+    for k, reason in comparison.failed.items():
+        record.failures.append(SelectionFailure("bayes", k, cov, f"PsisError: {reason}"))
     for row in comparison.table.itertuples(index=False):
         k = int(row.n_components)
         diagnostics = fits[k].diagnostics
