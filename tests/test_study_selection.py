@@ -21,6 +21,7 @@ from workbench.study.config import (
     ConfigError,
     EMOptions,
     SelectionOptions,
+    load_study,
     parse_study,
 )
 from workbench.study.export import tidy_results
@@ -259,3 +260,26 @@ def test_the_range_table_prints_bic_by_type_and_k_and_each_choice() -> None:
     assert f"top three BIC: {MCLUST_NAMES[top.covariance_type]},2 = {top.bic_mclust:.2f}" in text
     assert choice.choices == {"bic": 2, "icl": 2, "aic": choice.em.choices["aic"].n_components}
     assert "choices: bic K=2" in text
+
+
+def test_readme_table_of_bayesian_criteria_is_the_committed_report():
+    """The README's choose_k_bayes table is read off reports/choose_k_bayes, cell by cell."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    accuracy = pd.read_csv(
+        root / "reports" / "choose_k_bayes" / "tables" / "selection_accuracy.csv"
+    )
+    assert set(accuracy["n_sim"]) == {
+        load_study(root / "experiments" / "choose_k_bayes.toml").replications
+    }
+    order = ["bic", "icl", "aic", "loo", "loo_stacking", "sparse"]
+
+    def cell(row) -> str:
+        return f"{row.correct:.2f} ({row.correct_mcse:.2f})" if row.correct < 1 else "1 (0)"
+
+    for condition, rows in accuracy.groupby("condition"):
+        overlap = condition.split("overlap")[1].split()[0]
+        by_criterion = rows.set_index("criterion")
+        cells = " | ".join(cell(by_criterion.loc[c]) for c in order)
+        line = f"| {overlap} | {cells} |"
+        assert line in readme, line
