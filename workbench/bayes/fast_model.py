@@ -56,7 +56,20 @@ from workbench.bayes.priors import BayesPriors
 from workbench.em._kernels import _fused_pass
 from workbench.mixture import LOG_2PI
 
-__all__ = ["FastStructure", "compile_fast_model", "expand", "layout", "logp_and_grad"]
+__all__ = [
+    "FastStructure",
+    "compile_fast_model",
+    "expand",
+    "layout",
+    "logp_and_grad",
+    "structure_of",
+    "supported",
+    "unconstrained_point",
+]
+
+#: The nutpie releases whose private model class :func:`compile_fast_model` was written
+#: against (version prefixes); with any other, sampling.py compiles through PyMC instead.
+NUTPIE_VERSIONS: tuple[str, ...] = ("0.16.",)
 
 # Integer codes of the parametrisations of model._parametrisation, as the kernels take them.
 KINDS: dict[str, int] = {"full_lkj": 0, "tied_lkj": 1, "diag": 2, "spherical": 3, "tied_sigma": 4}
@@ -566,6 +579,52 @@ def layout(structure: FastStructure) -> tuple[list[str], list[tuple[int, ...]], 
     reparameterized = [name for name, _ in free if name.endswith("__")]
     names, shapes = zip(*(free + constrained), strict=True)
     return list(names), list(shapes), reparameterized
+
+
+def supported(nutpie_version: str | None = None) -> bool:
+    """Whether the installed nutpie (or ``nutpie_version``) is one the fast model supports."""
+    if nutpie_version is None:
+        from importlib.metadata import version
+
+        nutpie_version = version("nutpie")
+    return nutpie_version.startswith(NUTPIE_VERSIONS)
+
+
+def unconstrained_point(values: dict[str, np.ndarray], structure: FastStructure) -> np.ndarray:
+    """The flat unconstrained vector of constrained values (PyMC's forward transforms).
+
+    Parameters
+    ----------
+    values : dict of str to ndarray
+        The free variables by name, constrained, as
+        :func:`~workbench.bayes.model.initial_values` returns them.
+    structure : FastStructure
+
+    Returns
+    -------
+    ndarray of shape (n_dim,)
+    """
+    names, shapes, _ = layout(structure)
+    n_free = names.index("w")
+    parts = []
+    for name, shape in zip(names[:n_free], shapes[:n_free], strict=True):
+        base = name.split("_cholesky-cov-packed__")[0].removesuffix("__")
+        if name == "w_simplex__":
+            log_w = np.log(np.asarray(values["w"], dtype=float))
+            value = log_w[:-1] - log_w.mean()
+        elif name == "mu_first_ordered__":
+            first = np.asarray(values["mu_first"], dtype=float)
+            value = np.concatenate([first[:1], np.log(np.diff(first))])
+        elif name.endswith("_cholesky-cov-packed__"):
+            value = np.array(values[base], dtype=float)
+            diagonal = np.cumsum(np.arange(1, structure.n_features + 1)) - 1
+            value[diagonal] = np.log(value[diagonal])
+        elif name == "sigma_log__":
+            value = np.log(np.asarray(values["sigma"], dtype=float))
+        else:
+            value = np.asarray(values[name], dtype=float)
+        parts.append(np.reshape(value, shape).ravel())
+    return np.concatenate(parts)
 
 
 def structure_of(model: pm.Model, covariance_type: str, priors: BayesPriors) -> FastStructure:
