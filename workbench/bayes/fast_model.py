@@ -71,9 +71,10 @@ __all__ = [
 #: against (version prefixes); with any other, sampling.py compiles through PyMC instead.
 NUTPIE_VERSIONS: tuple[str, ...] = ("0.16.",)
 
-# Integer codes of the parametrisations of model._parametrisation, as the kernels take them.
+# Integer codes of the parametrisations of model._parametrisation, as the kernels take them
+# (the kernels treat every code after _SPHERICAL as "tied_sigma").
 KINDS: dict[str, int] = {"full_lkj": 0, "tied_lkj": 1, "diag": 2, "spherical": 3, "tied_sigma": 4}
-_FULL, _TIED, _DIAG, _SPHERICAL, _TIED_SIGMA = range(5)
+_FULL, _TIED, _DIAG, _SPHERICAL = (KINDS[k] for k in ("full_lkj", "tied_lkj", "diag", "spherical"))
 
 #: The runtime inputs, in the order of nutpie's user-data record, with their ranks. The
 #: first four are the model's ``pm.Data`` containers (swapped by ``with_data``); the last
@@ -88,7 +89,17 @@ INPUTS: tuple[tuple[str, int], ...] = (
 
 
 class FastStructure(NamedTuple):
-    """What a compiled fast model is specialised to (a runtime vector, not compiled in)."""
+    """The structure of one model: what its runtime ``structure`` vector says.
+
+    Attributes
+    ----------
+    n_components, n_features : int
+    kind : str
+        The parametrisation, a key of :data:`KINDS` (``model._parametrisation``).
+    ordered : bool
+        The first mean coordinate has the ordered transform (never with one component).
+    dirichlet_concentration, lkj_eta : float
+    """
 
     n_components: int
     n_features: int
