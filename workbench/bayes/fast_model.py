@@ -209,6 +209,17 @@ def _lower_inverse(L):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _product(A, B):
+    """``A @ B`` for the tiny (d, d) matrices here, where a BLAS call costs more than it does."""
+    out = np.zeros((A.shape[0], B.shape[1]))
+    for i in range(A.shape[0]):
+        for j in range(B.shape[1]):
+            for c in range(A.shape[1]):
+                out[i, j] += A[i, c] * B[c, j]
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _lkj_prior(L, sd_scale, eta, g_L):
     """Log density of ``LKJCholeskyCov(eta, HalfNormal(sd_scale))`` at the factor ``L`` with
     the log-diagonal Jacobian, minus constants; adds its gradient in ``L``'s packed entries
@@ -358,8 +369,8 @@ def logp_and_grad(x, X, mean_loc, mean_scale, scale_prior, structure, grad):
                 if n_chol == K and k != c:
                     continue
                 # tril(P second U) - N diag(1 / L) with P = U U'
-                P = U[k] @ U[k].T
-                A = P @ second[k] @ U[k]
+                P = _product(U[k], U[k].T)
+                A = _product(_product(P, second[k]), U[k])
                 for i in range(d):
                     for j in range(i + 1):
                         g_L[i, j] += A[i, j]
@@ -437,7 +448,7 @@ def expand(x, X, structure, out):
                     pos += 1
         for k in range(K):
             L = chol[k if chol.shape[0] == K else 0]
-            cov[k] = L @ L.T
+            cov[k] = _product(L, L.T)
     else:
         n_scale = _scale_length(kind, K, d)
         for q in range(n_scale):
