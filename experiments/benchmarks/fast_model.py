@@ -13,10 +13,13 @@ Each runs in child processes on its own fresh cache folders (``NUMBA_CACHE_DIR``
 ``PYTENSOR_FLAGS=base_compiledir``): a cold child (empty caches, as on a new machine), then a
 warm one (a new process on the folders the cold one filled). Each child times
 ``precompile(d, K)`` (the model plus its start-value map, as ``fit_bayes`` compiles them),
-then runs ``fit_bayes`` with the defaults (4 chains x (1000 tuning + 1000 draws), 2 cores,
-low-rank adaptation) from the EM estimate (10 starts), and reports its sampling seconds and
+then runs ``fit_bayes`` three times (seeds 1-3 in the cold child, 11-13 in the warm one,
+the same for both models) with the defaults (4 chains x (1000 tuning + 1000 draws), 2 cores,
+low-rank adaptation) from the EM estimate (10 starts), and reports the sampling seconds and
 min bulk ESS of the relabelled component parameters. ESS per sampling second is the median
-over the two children of a model. The script prints each model's row and the ratios.
+over a model's six fits (ESS varies with the seed far more than the sampler's speed). The
+script prints each model's row and the ratios; the logp-and-gradient cost alone is measured
+by ``--gradient``.
 
 Run: ``.venv/bin/python experiments/benchmarks/fast_model.py [--cases n500-d2-k3 n500-d1-k2]``.
 Timings on this shared 2-core machine are noisy: compare the ratios of one run.
@@ -53,25 +56,64 @@ from workbench.bayes import fast_model, sampling
 from workbench.em import GaussianMixture
 from workbench.simulate import Scenario, simulate
 
-n, d, k, which = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+n, d, k, which, seed = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
+                        int(sys.argv[5]))
 if which == "pymc":
     fast_model.supported = lambda nutpie_version=None: False
 scenario = Scenario(n_components=k, n_features=d, n_train=n, n_test=10, covariance="full",
-                    condition_number=3.0, overlap=0.01)
+                    condition_number=3.0 if d > 1 else 1.0, overlap=0.01)
 X = simulate(scenario, 1).X_train
 em = GaussianMixture(k, n_init=10, random_state=0).fit(X).to_params()
 compile_s = sampling.precompile(d, k)
-fit = sampling.fit_bayes(X, k, init=em, random_seed=1, cores=2)
-diag = fit.diagnostics
-assert diag["model_reused"] and diag["compile_seconds"] == 0.0
-print(json.dumps({"compile": compile_s, "sample": diag["sampling_seconds"],
-                  "min_ess": diag["min_ess_bulk"], "max_r_hat": diag["max_r_hat"]}))
+fits = []
+for s in range(seed, seed + 3):
+    diag = sampling.fit_bayes(X, k, init=em, random_seed=s, cores=2).diagnostics
+    assert diag["model_reused"] and diag["compile_seconds"] == 0.0
+    fits.append({"sample": diag["sampling_seconds"], "min_ess": diag["min_ess_bulk"],
+                 "max_r_hat": diag["max_r_hat"]})
+print(json.dumps({"compile": compile_s, "fits": fits}))
+"""
+
+GRADIENT_CHILD = r"""
+import ctypes, json, sys, time, warnings
+warnings.simplefilter("ignore")
+import numpy as np
+import nutpie
+from workbench.bayes import fast_model
+from workbench.bayes.model import DATA, BayesPriors, build_model, initial_values
+from workbench.em import GaussianMixture
+from workbench.simulate import Scenario, simulate
+
+n, d, k = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+scenario = Scenario(n_components=k, n_features=d, n_train=n, n_test=10, covariance="full",
+                    condition_number=3.0 if d > 1 else 1.0, overlap=0.01)
+X = simulate(scenario, 1).X_train
+em = GaussianMixture(k, n_init=10, random_state=0).fit(X).to_params()
+model = build_model(X, k)
+priors = BayesPriors()
+structure = fast_model.structure_of(model, "full", priors)
+x = fast_model.unconstrained_point(initial_values(model, em, "full"), structure)
+data = {DATA: X, **priors.resolve(X)}
+models = {"fast": fast_model.compile_fast_model(model, "full", priors).with_data(**data),
+          "pymc": nutpie.compile_pymc_model(model).with_data(**data)}
+pointer = ctypes.POINTER(ctypes.c_double)
+grad, logp = np.empty_like(x), np.empty(())
+args = (x.ctypes.data_as(pointer), grad.ctypes.data_as(pointer), logp.ctypes.data_as(pointer))
+seconds = {name: [] for name in models}
+for _ in range(5):  # interleaved, the fastest round of each counts
+    for name, compiled in models.items():
+        f, user = compiled.compiled_logp_func.ctypes, compiled.user_data.ctypes.data
+        t0 = time.perf_counter()
+        for _ in range(2000):
+            f(x.size, *args, user)
+        seconds[name].append((time.perf_counter() - t0) / 2000)
+print(json.dumps({name: min(values) for name, values in seconds.items()}))
 """
 
 
-def _child(args: list[str], env: dict[str, str]) -> dict:
+def _child(args: list[str], env: dict[str, str], code: str = CHILD) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, *args],
+        [sys.executable, "-c", code, *args],
         env={**os.environ, **env},
         cwd=ROOT,
         capture_output=True,
@@ -99,15 +141,16 @@ def run(cases: list[str]) -> None:
                     "NUMBA_CACHE_DIR": f"{cache}/numba",
                 }
                 args = [str(n), str(d), str(k), model]
-                runs = [_child(args, env), _child(args, env)]
-            rate = statistics.median(r["min_ess"] / r["sample"] for r in runs)
+                runs = [_child([*args, "1"], env), _child([*args, "11"], env)]
+            fits = runs[0]["fits"] + runs[1]["fits"]
+            rate = statistics.median(f["min_ess"] / f["sample"] for f in fits)
             rows[model] = (runs, rate)
             cold, warm = runs
             print(
                 f"{case:12s} {model:5s} {cold['compile']:7.2f} {warm['compile']:7.2f} "
-                f"{statistics.median(r['sample'] for r in runs):9.2f} "
-                f"{statistics.median(r['min_ess'] for r in runs):8.0f} {rate:7.0f} "
-                f"{max(r['max_r_hat'] for r in runs):9.4f}",
+                f"{statistics.median(f['sample'] for f in fits):9.2f} "
+                f"{statistics.median(f['min_ess'] for f in fits):8.0f} {rate:7.0f} "
+                f"{max(f['max_r_hat'] for f in fits):9.4f}",
                 flush=True,
             )
         (fast_cold, fast_warm), fast_rate = rows["fast"]
@@ -121,10 +164,28 @@ def run(cases: list[str]) -> None:
     print(f"load average at end: {os.getloadavg()}")
 
 
+def run_gradient(cases: list[str]) -> None:
+    print("logp + gradient, one call through nutpie's C entry point, at the EM estimate")
+    for case in cases:
+        n, d, k = CASES[case]
+        seconds = _child([str(n), str(d), str(k)], {}, GRADIENT_CHILD)
+        print(
+            f"{case:12s} fast {seconds['fast'] * 1e6:6.1f} us, pymc {seconds['pymc'] * 1e6:6.1f} "
+            f"us: pymc/fast {seconds['pymc'] / seconds['fast']:.2f}x",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    run(parser.parse_args().cases)
+    parser.add_argument(
+        "--gradient", action="store_true", help="also time one logp + gradient call of each"
+    )
+    args = parser.parse_args()
+    run(args.cases)
+    if args.gradient:
+        run_gradient(args.cases)
 
 
 if __name__ == "__main__":
