@@ -583,7 +583,7 @@ def layout(structure: FastStructure) -> tuple[list[str], list[tuple[int, ...]], 
     free.append(("mu_first_ordered__" if ordered else "mu_first", (K,)))
     if d > 1:
         free.append(("mu_rest", (K, d - 1)))
-    packed = (d * (d + 1) // 2,)
+    packed: tuple[int, ...] = (d * (d + 1) // 2,)
     constrained: list[tuple[str, tuple[int, ...]]] = [("w", (K,))]
     if ordered:
         constrained.append(("mu_first", (K,)))

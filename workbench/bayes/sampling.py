@@ -183,6 +183,7 @@ class BayesFit:
 class _CachedModel:
     model: pm.Model
     covariance_type: str
+    # The first fit's priors: the fast model reads only the structural ones (in the key).
     priors: BayesPriors
     lock: threading.Lock
     nutpie: Any = None
