@@ -177,6 +177,34 @@ def test_start_values_map_as_pymcs_initial_point(case):
     )
 
 
+def test_a_weight_that_underflows_keeps_the_log_density_of_pymcs_compiled_model():
+    # nutpie compiles PyMC's logp with PyTensor's rewrites, which turn log(softmax) into a
+    # log-softmax: a weight of exactly 0.0 keeps a finite log density. The near-empty
+    # components of a sparse mixture (Dirichlet 0.01) go there; FAST_COMPILE (no rewrites)
+    # would say -inf, so the reference here is compiled with the numba backend.
+    rng = np.random.default_rng(0)
+    priors = BayesPriors(dirichlet_concentration=0.01)
+    X = _data(rng, 80, 1)
+    model = build_model(X, 2, priors=priors)
+    compiled = fast_model.compile_fast_model(model, "full", priors)
+    logp = model.compile_logp(jacobian=True, mode="NUMBA")
+    dlogp = model.compile_dlogp(jacobian=True, mode="NUMBA")
+    offsets = []
+    for y in (-2.0, -800.0):  # w = softmax([y, -y]): exp(-1600) underflows
+        x = np.array([y, -1.0, 0.5, 0.1, -0.2])
+        point = {
+            "w_simplex__": x[:1],
+            "mu_first_ordered__": x[1:3],
+            "sigma_log__": x[3:].reshape(2, 1),
+        }
+        code, value, grad = _c_logp(compiled, x)
+        assert code == 0
+        offsets.append(value - logp(point))
+        np.testing.assert_allclose(grad, dlogp(point), rtol=1e-8, atol=1e-8)
+    assert np.isfinite(offsets).all()
+    np.testing.assert_allclose(offsets[1], offsets[0], rtol=0, atol=1e-8)
+
+
 def test_entry_point_rejects_a_wrong_size_and_flags_non_finite_values():
     case = Case(1, 2, "full", True)
     compiled = case.set_data(case.X)

@@ -157,6 +157,9 @@ def _unpack(x, structure, d):
         total += x[k]
     z[K - 1] = -total
     top = z.max()
+    # log-softmax: nutpie's PyTensor compile rewrites log(softmax) the same way, so a
+    # weight of 0.0 (as the draws store it) still has a finite log (the sparse mixture's
+    # empty components under Dirichlet(0.01) go there)
     acc = 0.0
     for k in range(K):
         acc += np.exp(z[k] - top)
@@ -411,7 +414,8 @@ def logp_and_grad(x, X, mean_loc, mean_scale, scale_prior, structure, grad):
             else:
                 s, value = scale_prior[0], sigma[0, 0]
             ratio = value / s
-            total += -0.5 * ratio * ratio - np.log(s) + np.log(value)
+            # the log Jacobian is the unconstrained value itself, as in PyMC
+            total += -0.5 * ratio * ratio - np.log(s) + x[pos + q]
             grad[pos + q] += 1.0 - ratio * ratio
     return total
 
