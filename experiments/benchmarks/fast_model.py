@@ -24,27 +24,31 @@ by ``--gradient``.
 Run: ``.venv/bin/python experiments/benchmarks/fast_model.py [--cases n500-d2-k3 n500-d1-k2]``.
 Timings on this shared 2-core machine are noisy: compare the ratios of one run.
 
-Measured 2026-12-03 07:53-08:00 UTC (``--gradient``) while a long study ran on both cores
-(load average 2.5-3.3 on 2 cores: absolute seconds are inflated, only ratios count)::
+Measured 2026-12-03 08:27-08:32 UTC on a quiet machine (load average 0.3-1.1 on 2 cores,
+the long study had finished), ``--gradient``::
 
     case         model  cold s  warm s  sample s  min ESS   ESS/s max r_hat
-    n500-d2-k3   fast    27.81    0.06      3.89     1460     329    1.0069
-    n500-d2-k3   pymc    85.99   14.55      3.87     1274     330    1.0054
-    n500-d2-k3: cold compile pymc/fast 3.1x, warm compile pymc/fast 258x, ESS/s fast/pymc 1.00x
-    n500-d1-k2   fast    15.74    0.04      0.76     5645    7485    1.0024
-    n500-d1-k2   pymc    28.70    7.29      0.79     5673    7250    1.0024
-    n500-d1-k2: cold compile pymc/fast 1.8x, warm compile pymc/fast 192x, ESS/s fast/pymc 1.03x
+    n500-d2-k3   fast    15.11    0.04      1.58     1460     876    1.0069
+    n500-d2-k3   pymc    84.46   13.89      2.17     1274     588    1.0054
+    n500-d2-k3: cold compile pymc/fast 5.6x, warm compile pymc/fast 334x, ESS/s fast/pymc 1.49x
+    n500-d1-k2   fast    14.97    0.04      0.40     5645   14063    1.0024
+    n500-d1-k2   pymc    27.07    7.06      0.44     5673   12790    1.0024
+    n500-d1-k2: cold compile pymc/fast 1.8x, warm compile pymc/fast 161x, ESS/s fast/pymc 1.10x
     logp + gradient, one call through nutpie's C entry point, at the EM estimate
-    n500-d2-k3   fast   39.0 us, pymc   48.8 us: pymc/fast 1.25x
-    n500-d1-k2   fast   21.7 us, pymc   24.2 us: pymc/fast 1.11x
+    n500-d2-k3   fast   37.8 us, pymc   47.7 us: pymc/fast 1.26x
+    n500-d1-k2   fast   21.2 us, pymc   23.7 us: pymc/fast 1.12x
 
-An earlier run (before the (d, d) products became loops, load average 2.4) gave a cold
-compile of 15.2 s against 89.0 s (5.9x) for d=2, K=3. The cold compile of the fast model is
-one generic function for every structure (about half of it LLVM optimisation: 8.5 s of a
-profiled 19 s was ``logp_and_grad``), so a second structure on the same machine loads from
-the cache. The sampler's speed barely moves: a gradient is 1.1-1.25x cheaper (the EM's
-fused pass does the likelihood; its exp and log per row and component are most of the
-cost), and the rest of nutpie's work per draw (adaptation, storing draws) is unchanged.
+The same seeds give the same draws in every run, so min ESS is the same in a run on the
+loaded machine (07:53-08:00, load average 2.5-3.3, the code before its last two commits,
+which changed no arithmetic on ordinary points): there the fast model's cold compile took
+27.8 s against 86.0 s (d=2, K=3) and 15.7 s against 28.7 s (1-D), warm 0.06 s against
+14.6 s, and ESS per sampling second came out at 1.00x and 1.03x, the sampling seconds
+being dominated by the load. The cold compile of the fast model is one generic function for
+every structure (about half of it LLVM optimisation; ``logp_and_grad`` took 8.5 s of a
+profiled 19 s under load), so a second structure on the same machine loads from the cache.
+A gradient is 1.1-1.26x cheaper: the EM's fused pass does the likelihood, and its exp and
+log per row and component are most of the cost, as in PyTensor's; the rest of the speed-up
+in the sampler is the chains' different (equally valid) paths and nutpie's per-draw work.
 """
 
 from __future__ import annotations
