@@ -26,17 +26,24 @@ SETTINGS = {"chains": 2, "draws": 300, "tune": 300, "cores": 1}
 
 @pytest.fixture
 def compiles(monkeypatch):
-    """Calls of ``nutpie.compile_pymc_model`` made during the test."""
+    """Compiles of a nutpie model during the test: the fast model's or PyMC's."""
     import nutpie
 
+    from workbench.bayes import fast_model
+
     calls = []
-    original = nutpie.compile_pymc_model
 
-    def counted(*args, **kwargs):
-        calls.append(args)
-        return original(*args, **kwargs)
+    def counting(module, name):
+        original = getattr(module, name)
 
-    monkeypatch.setattr(nutpie, "compile_pymc_model", counted)
+        def counted(*args, **kwargs):
+            calls.append(args)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+
+    counting(nutpie, "compile_pymc_model")
+    counting(fast_model, "compile_fast_model")
     return calls
 
 

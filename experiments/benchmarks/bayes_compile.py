@@ -224,7 +224,7 @@ def split_sample(*args, **kwargs):
     return idata
 
 nutpie.sample = split_sample
-timed(nutpie, "compile_pymc_model", "compile")
+timed(sampling, "_compile_nutpie", "compile")
 timed(task, "simulate", "simulate")
 timed(task, "_fit_em", "EM")
 timed(task, "score_posterior", "scoring")
