@@ -366,6 +366,8 @@ def test_readme_states_what_experiments_sbc_ran_and_its_committed_result():
     assert stated in readme
     uniformity = pd.read_csv(root / "reports" / "sbc" / "tables" / "sbc_uniformity.csv")
     coverage = pd.read_csv(root / "reports" / "sbc" / "tables" / "prior_coverage.csv")
+    em_coverage = coverage[coverage["method"] != "bayes"]
+    coverage = coverage[coverage["method"] == "bayes"]
     assert set(uniformity["n_sim"] + uniformity["n_failed"]) == {config.replications}
     result = (
         f"{int(uniformity['flagged'].sum())} of {len(uniformity)} rank distributions "
@@ -374,7 +376,15 @@ def test_readme_states_what_experiments_sbc_ran_and_its_committed_result():
         "cells more than 2 MCSEs from nominal"
     )
     assert result in readme, result
+    em_result = (
+        f"{int((em_coverage['coverage'] < em_coverage['level']).sum())}\nof their "
+        f"{len(em_coverage)} cells are below nominal, "
+        f"{int((em_coverage['z'] < -2).sum())} by more than 2 MCSE and "
+        f"{'none' if (em_coverage['z'] <= 2).all() else 'some'} above"
+    )
+    assert " ".join(em_result.split()) in readme, em_result
     pooled = pd.read_csv(root / "reports" / "sbc" / "tables" / "prior_coverage_pooled.csv")
+    pooled = pooled[pooled["method"] == "bayes"]
     for (k, d), rows in pooled.groupby(
         [pooled["condition"].str.extract(r"K(\d)")[0], pooled["condition"].str.extract(r"d(\d)")[0]]
     ):
