@@ -34,31 +34,34 @@ measurement runs the installed ``workbench`` in its own process, so nothing is s
 a user's run would not share. Timings on this 2-core machine are noisy: the load average is
 printed with the table.
 
-Measured 2026-12-02 17:12-17:25 UTC at load average 1.1-1.9 (one other engineer's pytest
-sharing the cores), ``--tasks 5``:
+Measured 2026-12-03 09:00-09:05 UTC on a quiet machine (load average 0.6 before, 1.6 at the
+end), ``--tasks 5``, with nutpie sampling the numba model of ``workbench/bayes/fast_model.py``:
 
 =============================================  ====================  ========
 figure                                         measured              goal
 =============================================  ====================  ========
-README main command, empty caches              229 s (run 219)       <= 120 s
-same, second time (warm caches)                70 s (run 60)         <= 45 s
-report of the quickstart                       10.0 s                <= 10 s
-compile d=2 K=3 full, cold                     100 s                 <= 20 s
-compile d=2 K=3 full, warm disk cache          17 s
-separation task, median, chain_cores=2         2.33 s (2786 ESS/s)   <= 3 s
-separation task, median, chain_cores=1         3.85 s (1665 ESS/s)   <= 3 s
-workbench --help start-up (median of 5)        0.69 s                <= 1 s
-workbench status start-up (median of 5)        0.68 s                <= 1 s
-workbench results start-up (median of 5)       0.93 s                <= 1 s
-report, separation-shaped (6 x 24 x 4)         17.7 s                <= 30 s
-2 workers vs 1, warm quickstart run            1.07x (55/52 s)       >= 1.8x
+README main command, empty caches              48 s (run 40)         <= 120 s
+same, second time (warm caches)                28 s (run 20)         <= 45 s
+report of the quickstart                       7.7 s                 <= 10 s
+compile d=2 K=3 full, cold                     15 s                  <= 20 s
+compile d=2 K=3 full, warm disk cache          0 s
+separation task, median, chain_cores=2         1.60 s (4528 ESS/s)   <= 3 s
+separation task, median, chain_cores=1         2.66 s (2418 ESS/s)   <= 3 s
+workbench --help start-up (median of 5)        0.49 s                <= 1 s
+workbench status start-up (median of 5)        0.50 s                <= 1 s
+workbench results start-up (median of 5)       0.64 s                <= 1 s
+report, separation-shaped (6 x 24 x 4)         13.7 s                <= 30 s
+2 workers vs 1, warm quickstart run            1.09x (21/20 s)       >= 1.8x
 =============================================  ====================  ========
 
+The run before the fast model (2026-12-02 17:12-17:25 UTC, load average 1.1-1.9) gave 229 s
+(run 219), 70 s (run 60), 10.0 s, 100 s cold compile, 17 s warm, 2.33 s (2786 ESS/s) and
+3.85 s (1665 ESS/s) per task, 0.69/0.68/0.93 s start-up, 17.7 s and 1.07x (55/52 s).
 An earlier run of the same script at load average 6-7 (two other studies running) gave
 624 s, 309 s, 99 s (the report before it was made fast), 422 s cold compile, 55 s warm,
 7.2 s and 7.0 s per task: on this machine the load changes every figure by 2-4x.
-The sampler settings did not change in this work, so ESS per sampling second is the
-sampler's own; the task got faster by scoring (the posterior predictive density of 2000
+Before the fast model the sampler settings had not changed, so ESS per sampling second was
+the sampler's own; the task got faster by scoring (the posterior predictive density of 2000
 test points under 1000 draws: 0.75 s -> 0.15 s per task, measured with cProfile).
 """
 
