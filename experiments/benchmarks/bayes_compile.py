@@ -76,15 +76,14 @@ the session (the cold numba child alone took 21 minutes of wall time under this 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from child_json import run_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,20 +138,6 @@ print(json.dumps({"compile": compile_s, "sample": sample_s, "min_ess": min_ess})
 """
 
 
-def _child(code: str, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env={**os.environ, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"child failed ({args}):\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def run_compile(cases: list[str]) -> None:
     print("\n## compile: nutpie numba vs JAX (4 chains x 1000+1000, 2 cores, EM start)")
     print(
@@ -169,8 +154,8 @@ def run_compile(cases: list[str]) -> None:
                     "NUMBA_CACHE_DIR": f"{cache}/numba",
                 }
                 args = [str(n), str(d), str(k), backend]
-                cold = _child(COMPILE_CHILD, args, env)
-                warm = _child(COMPILE_CHILD, args, env)
+                cold = run_child(COMPILE_CHILD, args, env)
+                warm = run_child(COMPILE_CHILD, args, env)
             rows[backend] = (cold, warm)
         base = rows["numba"][1]["min_ess"] / rows["numba"][1]["sample"]
         for backend, (cold, warm) in rows.items():
@@ -306,7 +291,9 @@ def run_task_part(n_tasks: int, baseline: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base_dir = _export(baseline, Path(tmp))
         for label, path in ((f"before ({baseline})", base_dir), ("after (this checkout)", ROOT)):
-            results[label] = _child(TASK_CHILD, [str(n_tasks)], {"PYTHONPATH": str(path)}, cwd=path)
+            results[label] = run_child(
+                TASK_CHILD, [str(n_tasks)], {"PYTHONPATH": str(path)}, cwd=path
+            )
     print(f"\n## separation task, chain_cores=1, median over {n_tasks} tasks after a warm-up")
     labels = list(results)
     print(f"{'phase (s)':24s} " + " ".join(f"{label:>24s}" for label in labels) + "    ratio")

@@ -54,13 +54,12 @@ in the sampler is the chains' different (equally valid) paths and nutpie's per-d
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from child_json import run_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,20 +131,6 @@ print(json.dumps({name: min(values) for name, values in seconds.items()}))
 """
 
 
-def _child(args: list[str], env: dict[str, str], code: str = CHILD) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"child failed ({args}):\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def run(cases: list[str]) -> None:
     print(f"load average at start: {os.getloadavg()}")
     print(
@@ -162,7 +147,7 @@ def run(cases: list[str]) -> None:
                     "NUMBA_CACHE_DIR": f"{cache}/numba",
                 }
                 args = [str(n), str(d), str(k), model]
-                runs = [_child([*args, "1"], env), _child([*args, "11"], env)]
+                runs = [run_child(CHILD, [*args, "1"], env), run_child(CHILD, [*args, "11"], env)]
             fits = runs[0]["fits"] + runs[1]["fits"]
             rate = statistics.median(f["min_ess"] / f["sample"] for f in fits)
             rows[model] = (runs, rate)
@@ -189,7 +174,7 @@ def run_gradient(cases: list[str]) -> None:
     print("logp + gradient, one call through nutpie's C entry point, at the EM estimate")
     for case in cases:
         n, d, k = CASES[case]
-        seconds = _child([str(n), str(d), str(k)], {}, GRADIENT_CHILD)
+        seconds = run_child(GRADIENT_CHILD, [str(n), str(d), str(k)])
         print(
             f"{case:12s} fast {seconds['fast'] * 1e6:6.1f} us, pymc {seconds['pymc'] * 1e6:6.1f} "
             f"us: pymc/fast {seconds['pymc'] / seconds['fast']:.2f}x",

@@ -49,15 +49,15 @@ number of replications or on sampling settings.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from child_json import run_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,17 +112,9 @@ def _copy_store(source: Path, into: Path) -> Path:
 
 def _build(code: Path, store: Path, workers: int) -> dict[str, float]:
     """Seconds of one report build in a fresh process importing ``code/workbench``."""
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(store), str(workers), str(code / "workbench")],
-        env={**os.environ, "PYTHONPATH": str(code)},
-        cwd=code,
-        capture_output=True,
-        text=True,
-        check=False,
+    return run_child(
+        CHILD, [str(store), str(workers), str(code / "workbench")], {"PYTHONPATH": str(code)}, code
     )
-    if out.returncode != 0:
-        raise RuntimeError(f"report build failed ({code}, {store}):\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

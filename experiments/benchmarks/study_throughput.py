@@ -68,7 +68,6 @@ test points under 1000 draws: 0.75 s -> 0.15 s per task, measured with cProfile)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -78,6 +77,8 @@ import tempfile
 import time
 import tomllib
 from pathlib import Path
+
+from child_json import run_child
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -152,15 +153,6 @@ print(json.dumps({"median": statistics.median(seconds), "ess_per_s": statistics.
 """
 
 
-def _child(code: str, args: list[str], env: dict[str, str]) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"child failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def _separation_shaped(folder: Path) -> Path:
     """A copy of separation.toml with 3 replications and short chains."""
     text = (ROOT / "experiments" / "separation.toml").read_text()
@@ -201,13 +193,13 @@ def main() -> None:
         row("report of the quickstart", f"{report:.1f} s", "<= 10 s")
 
         cold_env = _cache_env(tmp_path / "compile-cache")
-        cold = _child(COMPILE_CHILD, [], cold_env)["compile"]
-        warm = _child(COMPILE_CHILD, [], cold_env)["compile"]
+        cold = run_child(COMPILE_CHILD, [], cold_env)["compile"]
+        warm = run_child(COMPILE_CHILD, [], cold_env)["compile"]
         row("compile d=2 K=3 full, cold", f"{cold:.0f} s", "<= 20 s")
         row("compile d=2 K=3 full, warm disk cache", f"{warm:.0f} s", "(no goal)")
 
         for cores in (2, 1):
-            task = _child(TASK_CHILD, [str(args.tasks), str(cores)], env)
+            task = run_child(TASK_CHILD, [str(args.tasks), str(cores)], env)
             row(
                 f"separation task, median, chain_cores={cores}",
                 f"{task['median']:.2f} s ({task['ess_per_s']:.0f} ESS/s)",
