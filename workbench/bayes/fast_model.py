@@ -35,6 +35,11 @@ and ``sum r (x - mu)(x - mu)'`` in one sweep), from which the gradient follows i
 form: with ``P = Sigma^{-1} = U U'`` (``U = L^{-T}``) the gradient is ``P first_k`` for
 ``mu_k`` and ``tril(P second_k U) - N_k diag(1 / L)`` for the Cholesky factor ``L_k``.
 
+numba's disk cache keys the compiled functions of this module on this file only: after an
+edit of ``_fused_pass`` in ``em/_kernels.py``, delete
+``workbench/bayes/__pycache__/fast_model.*.nb[ic]``, or the cached entry points keep the
+old kernel.
+
 ``tests/test_bayes_fast_model.py`` checks values (up to a constant) and gradients against
 PyMC's compiled ``logp``/``dlogp`` for every parametrisation.
 """
