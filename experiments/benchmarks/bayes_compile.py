@@ -83,7 +83,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from child_json import run_child
+from child_json import cache_env, run_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -149,10 +149,7 @@ def run_compile(cases: list[str]) -> None:
         rows = {}
         for backend in ("numba", "jax"):
             with tempfile.TemporaryDirectory() as cache:
-                env = {
-                    "PYTENSOR_FLAGS": f"base_compiledir={cache}/pytensor",
-                    "NUMBA_CACHE_DIR": f"{cache}/numba",
-                }
+                env = cache_env(cache)
                 args = [str(n), str(d), str(k), backend]
                 cold = run_child(COMPILE_CHILD, args, env)
                 warm = run_child(COMPILE_CHILD, args, env)

@@ -15,6 +15,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def cache_env(folder: str | Path) -> dict[str, str]:
+    """Environment variables that point PyTensor's and numba's disk caches into ``folder``.
+
+    An empty folder makes a child compile from nothing, as on a fresh machine; a second
+    child with the same folder starts from the caches the first one filled.
+    """
+    return {
+        "PYTENSOR_FLAGS": f"base_compiledir={Path(folder) / 'pytensor'}",
+        "NUMBA_CACHE_DIR": str(Path(folder) / "numba"),
+    }
+
+
 def run_child(
     code: str, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> dict:

@@ -59,7 +59,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from child_json import run_child
+from child_json import cache_env, run_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,10 +142,7 @@ def run(cases: list[str]) -> None:
         rows = {}
         for model in MODELS:
             with tempfile.TemporaryDirectory() as cache:
-                env = {
-                    "PYTENSOR_FLAGS": f"base_compiledir={cache}/pytensor",
-                    "NUMBA_CACHE_DIR": f"{cache}/numba",
-                }
+                env = cache_env(cache)
                 args = [str(n), str(d), str(k), model]
                 runs = [run_child(CHILD, [*args, "1"], env), run_child(CHILD, [*args, "11"], env)]
             fits = runs[0]["fits"] + runs[1]["fits"]

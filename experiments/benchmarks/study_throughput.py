@@ -78,7 +78,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from child_json import run_child
+from child_json import cache_env, run_child
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -86,11 +86,7 @@ WORKBENCH = str(BIN / "workbench")
 
 
 def _cache_env(cache: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTENSOR_FLAGS": f"base_compiledir={cache / 'pytensor'}",
-        "NUMBA_CACHE_DIR": str(cache / "numba"),
-    }
+    return {**os.environ, **cache_env(cache)}
 
 
 def _timed(command: list[str], env: dict[str, str] | None = None) -> float:
