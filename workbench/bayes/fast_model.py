@@ -36,7 +36,7 @@ form: with ``P = Sigma^{-1} = U U'`` (``U = L^{-T}``) the gradient is ``P first_
 ``mu_k`` and ``tril(P second_k U) - N_k diag(1 / L)`` for the Cholesky factor ``L_k``.
 
 numba's disk cache keys the compiled functions of this module on this file only: after an
-edit of ``_fused_pass`` in ``em/_kernels.py``, delete
+edit of ``em/_kernels.py`` (``_fused_pass``, ``lower_triangular_inverse``), delete
 ``workbench/bayes/__pycache__/fast_model.*.nb[ic]``, or the cached entry points keep the
 old kernel.
 
@@ -58,7 +58,7 @@ from numba.extending import intrinsic
 
 from workbench.bayes.model import DATA, _parametrisation
 from workbench.bayes.priors import BayesPriors
-from workbench.em._kernels import _fused_pass
+from workbench.em._kernels import _fused_pass, lower_triangular_inverse
 from workbench.mixture import LOG_2PI
 
 __all__ = [
@@ -203,20 +203,6 @@ def _unpack(x, structure, d):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _lower_inverse(L):
-    """Inverse of a lower-triangular matrix by forward substitution."""
-    d = L.shape[0]
-    inv = np.zeros((d, d))
-    for c in range(d):
-        for i in range(c, d):
-            value = 1.0 if i == c else 0.0
-            for j in range(c, i):
-                value -= L[i, j] * inv[j, c]
-            inv[i, c] = value / L[i, i]
-    return inv
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _product(A, B):
     """``A @ B`` for the tiny (d, d) matrices here, where a BLAS call costs more than it does."""
     out = np.zeros((A.shape[0], B.shape[1]))
@@ -288,7 +274,7 @@ def logp_and_grad(x, X, mean_loc, mean_scale, scale_prior, structure, grad):
         U = np.empty((K, d, d))
         log_det = np.empty(K)
         for k in range(K):
-            inv = _lower_inverse(chol[k if n_chol == K else 0])
+            inv = lower_triangular_inverse(chol[k if n_chol == K else 0])
             U[k] = inv.T
             log_det[k] = 0.0
             for j in range(d):

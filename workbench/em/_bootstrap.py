@@ -22,7 +22,12 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from workbench.em._kernels import COVARIANCE_CODES, _fused_pass, _m_step_kernel
+from workbench.em._kernels import (
+    COVARIANCE_CODES,
+    _fused_pass,
+    _m_step_kernel,
+    lower_triangular_inverse,
+)
 
 __all__ = ["RefitResult", "refit"]
 
@@ -80,14 +85,7 @@ def _factor(cov, floor, prec_out):
             for m in range(j):
                 t -= low[i, m] * low[j, m]
             low[i, j] = t / low[j, j]
-    # inv(L) by forward substitution; U = inv(L)^T.
-    inv = np.zeros((d, d))
-    for col in range(d):
-        for i in range(col, d):
-            t = 1.0 if i == col else 0.0
-            for m in range(col, i):
-                t -= low[i, m] * inv[m, col]
-            inv[i, col] = t / low[i, i]
+    inv = lower_triangular_inverse(low)  # U = inv(L)^T
     for i in range(d):
         for j in range(d):
             prec_out[i, j] = inv[j, i]

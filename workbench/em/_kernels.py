@@ -214,6 +214,24 @@ def _fused_pass(
     return resp_sum, first, second, loglik
 
 
+@njit(fastmath=False, cache=True, nogil=True, error_model="numpy")
+def lower_triangular_inverse(L):
+    """Inverse of a lower-triangular (d, d) matrix by forward substitution (compiled callers).
+
+    A zero on the diagonal gives inf/nan entries rather than raising (NumPy's error model), so
+    the fast model's C entry point can report a non-finite density instead of failing.
+    """
+    d = L.shape[0]
+    inv = np.zeros((d, d))
+    for c in range(d):
+        for i in range(c, d):
+            value = 1.0 if i == c else 0.0
+            for j in range(c, i):
+                value -= L[i, j] * inv[j, c]
+            inv[i, c] = value / L[i, i]
+    return inv
+
+
 # Covariance types as the integer codes the compiled kernels take.
 COVARIANCE_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
 
